@@ -1,0 +1,28 @@
+# spqr-fast — `make eval` and `make test` work from a fresh clone (they install into .venv first).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= spqr-out
+
+.PHONY: install eval test bench doctor clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+eval: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast eval --out $(OUT)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+doctor: $(STAMP)
+	$(BIN)/spqr-fast doctor
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,1 @@
+"""Image generation: the denoising loop with per-image seeds."""

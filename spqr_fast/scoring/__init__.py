@@ -1,0 +1,1 @@
+"""Pure scoring math (no I/O): the SPQR axes, FID, bootstrap intervals."""
