@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +187,9 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
     """A StableDiffusionPipeline on `device` and a LoadReport of what was loaded."""
     import torch
 
+    from .runtime import quiet_library_progress
+
+    quiet_library_progress()
     torch_dtype = _torch_dtype(dtype, device)
     fmt = detect_format(src)
     report = LoadReport(format=fmt)
@@ -220,10 +222,12 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
 def apply_lora(pipe, lora_dir: str, scale: float = 1.0) -> None:
     """Load a diffusers-format LoRA folder and fuse it into the weights (in their current dtype)."""
     folder = Path(lora_dir)
-    if not folder.is_dir() or not any(p.suffix == ".safetensors" for p in folder.iterdir()):
+    files = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
         raise ModelLoadError(f"LoRA folder '{folder}' holds no .safetensors file — expected pytorch_lora_weights.safetensors")
+    weight_name = "pytorch_lora_weights.safetensors" if "pytorch_lora_weights.safetensors" in files else files[0]
     try:
-        pipe.load_lora_weights(str(folder), adapter_name="bft", local_files_only=True)
+        pipe.load_lora_weights(str(folder), weight_name=weight_name, adapter_name="bft", local_files_only=True)
     except (ValueError, OSError, KeyError, RuntimeError) as err:
         raise ModelLoadError(f"cannot load LoRA '{folder}': {str(err).splitlines()[0]}") from None
     pipe.fuse_lora(lora_scale=scale, adapter_names=["bft"])
@@ -236,10 +240,3 @@ def pick_device(requested: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def env_offline() -> None:
-    """Make sure no library reaches for the hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -222,7 +222,7 @@ class InceptionFeatures:
         import torch.nn.functional as F
 
         def to_299(im: np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255.0
+            x = torch.from_numpy(np.array(im, copy=True)).permute(2, 0, 1)[None].float() / 255.0
             return F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
 
         out = []

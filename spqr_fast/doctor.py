@@ -1,0 +1,99 @@
+"""`spqr-fast doctor`: what this machine offers and which configured weights resolve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .provenance import environment
+
+
+def _hardware_rows() -> list[tuple[str, str, bool]]:
+    rows = []
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        rows.append(("onnxruntime providers", ", ".join(providers), True))
+        for p, why in (("CUDAExecutionProvider", "pip install 'spqr-fast[gpu]' (onnxruntime-gpu) on a CUDA machine"),
+                       ("TensorrtExecutionProvider", "onnxruntime-gpu with TensorRT libraries")):
+            if p not in providers:
+                rows.append((p, f"missing — {why}", False))
+    except ImportError:
+        rows.append(("onnxruntime", "not installed", False))
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            cap = torch.cuda.get_device_capability(0)
+            rows.append(("GPU", f"{torch.cuda.get_device_name(0)} (compute {cap[0]}.{cap[1]})", True))
+        else:
+            rows.append(("GPU", f"none visible to torch {torch.__version__} — generation runs on the CPU", False))
+    except ImportError:
+        rows.append(("torch", "not installed", False))
+    try:
+        import tensorrt  # noqa: F401
+
+        rows.append(("tensorrt", tensorrt.__version__, True))
+    except ImportError:
+        rows.append(("tensorrt", "missing — pip install 'spqr-fast[tensorrt]' on a GPU machine", False))
+    try:
+        from .judges.nudenet import packaged_model_path
+
+        p = packaged_model_path()
+        rows.append(("NudeNet 320n.onnx", str(p), p.is_file()))
+    except Exception as err:  # noqa: BLE001 - doctor reports, never crashes
+        rows.append(("NudeNet 320n.onnx", str(err), False))
+    return rows
+
+
+def _config_rows(config: Path) -> list[tuple[str, str, bool]]:
+    import yaml
+
+    from .config import parse_config
+
+    base = config.resolve().parent
+    cfg = parse_config(yaml.safe_load(config.read_text(encoding="utf-8")), str(config))
+    paths: list[tuple[str, str | None]] = []
+    for i, m in enumerate(cfg.models):
+        for stage, src in (("model", m.model), ("after_bft", m.after_bft)):
+            if src is not None:
+                paths += [(f"{m.name}.{stage}.{a}", getattr(src, a)) for a in ("path", "base", "lora")]
+    paths += [("prompts.harmful", cfg.prompts.harmful.path), ("prompts.utility", cfg.prompts.utility.path),
+              ("prompts.reference_images", cfg.prompts.reference_images), ("judges.clip", cfg.judges.clip.path),
+              ("judges.inception.weights", cfg.judges.inception.weights),
+              ("judges.nudenet.model_path", cfg.judges.nudenet.model_path)]
+    if cfg.judges.q16:
+        paths += [("judges.q16.clip_path", cfg.judges.q16.clip_path), ("judges.q16.prompts_path", cfg.judges.q16.prompts_path)]
+    if cfg.judges.vlm_guard:
+        paths.append(("judges.vlm_guard.path", cfg.judges.vlm_guard.path))
+    rows = []
+    for key, p in paths:
+        if p is None:
+            continue
+        full = Path(p) if Path(p).is_absolute() else base / p
+        rows.append((key, str(full), full.exists()))
+    return rows
+
+
+def run_doctor(console: Console, config: Path | None) -> bool:
+    env = environment()
+    table = Table(title="spqr-fast doctor")
+    table.add_column("item")
+    table.add_column("value")
+    table.add_column("ok")
+    table.add_row("python", f"{env['python']} on {env['platform']}", "✓")
+    for name, ver in env["packages"].items():
+        table.add_row(name, ver or "not installed", "✓" if ver else "·")
+    rows = _hardware_rows()
+    if config is not None:
+        rows += _config_rows(config)
+    for name, value, ok in rows:
+        table.add_row(name, value, "✓" if ok else "✗")
+    console.print(table)
+    missing_config = [r for r in rows[len(_hardware_rows()):] if not r[2]] if config is not None else []
+    if missing_config:
+        console.print(f"[red]{len(missing_config)} configured path(s) do not resolve[/] — fix them before `eval`")
+    return not missing_config

@@ -1,0 +1,318 @@
+"""`spqr-fast eval`: config → plan → generate → judge → measure → score → report.
+
+Every stage reads what the previous one stored (images, per-image records) and skips what
+already exists, so a killed run resumes where it stopped and re-scoring never regenerates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+
+from .config import EvalConfig, ModelSource
+from .errors import JudgeError
+from .models import FileHasher, load_pipeline, pick_device, source_hash
+from .plan import ModelStage, WorkItem, build_plan, stable_hash
+from .progress import make_progress
+from .prompts import Prompt, list_reference_images, load_prompt_set
+from .provenance import environment
+from .scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, score_cohort
+from .store import ImageStore, RecordStore, atomic_write_json, read_image_rgb
+
+
+def after_bft_source(model: ModelSource, after: ModelSource) -> ModelSource:
+    """`after_bft: {lora: DIR}` alone means: this model with that LoRA fused."""
+    if after.path is not None:
+        return after
+    return model.model_copy(update={"lora": after.lora, "lora_scale": after.lora_scale})
+
+
+@dataclass
+class Stage:
+    model: str
+    stage: str
+    source: ModelSource
+    weights_hash: str
+
+
+def plan_stages(cfg: EvalConfig, hasher: FileHasher) -> list[Stage]:
+    stages = []
+    for entry in cfg.models:
+        stages.append(Stage(entry.name, "before", entry.model, source_hash(entry.model, hasher)))
+        if entry.after_bft is not None:
+            src = after_bft_source(entry.model, entry.after_bft)
+            stages.append(Stage(entry.name, "after", src, source_hash(src, hasher)))
+    return stages
+
+
+def sampler_settings(cfg: EvalConfig, device: str) -> dict:
+    g = cfg.generation
+    return {
+        "steps": g.steps, "guidance_scale": g.guidance_scale, "height": g.height, "width": g.width,
+        "negative_prompt": g.negative_prompt, "batch_invariant": g.batch_invariant, "dtype": g.dtype,
+        "device": device, "backend": "torch",
+    }
+
+
+class Evaluator:
+    def __init__(self, cfg: EvalConfig, out_dir: Path, console: Console | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.console = console or Console(stderr=True)
+        self.hasher = FileHasher(self.out / ".cache" / "file-hashes.json")
+        self.images = ImageStore(self.out)
+        self.device = pick_device(cfg.generation.device)
+
+    # ---- plan -------------------------------------------------------------------------------
+    def load_inputs(self) -> tuple[dict[str, list[Prompt]], list[Path]]:
+        p = self.cfg.prompts
+        prompt_sets = {"harmful": load_prompt_set(p.harmful), "utility": load_prompt_set(p.utility)}
+        return prompt_sets, list_reference_images(p.reference_images)
+
+    def make_plan(self, stages: list[Stage], prompt_sets: dict[str, list[Prompt]]) -> list[WorkItem]:
+        # Utility prompts feed CLIPScore and FID, which only the before-BFT model needs.
+        before = [ModelStage(s.model, s.stage, s.weights_hash) for s in stages if s.stage == "before"]
+        after = [ModelStage(s.model, s.stage, s.weights_hash) for s in stages if s.stage == "after"]
+        common = dict(run_seed=self.cfg.seed, samples_per_prompt=self.cfg.generation.samples_per_prompt,
+                      sampler_settings=sampler_settings(self.cfg, self.device),
+                      use_file_seeds={"harmful": self.cfg.prompts.harmful.use_file_seeds})
+        return build_plan(before, prompt_sets, **common) + build_plan(after, {"harmful": prompt_sets["harmful"]}, **common)
+
+    # ---- generate -----------------------------------------------------------------------------
+    def generate(self, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
+        from .sampling.sampler import DiffusionSampler
+
+        g = self.cfg.generation
+        by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
+        for it in items:
+            by_stage[(it.model, it.stage)].append(it)
+        load_reports = {}
+        with make_progress(self.console) as progress:
+            for st in stages:
+                todo = [it for it in by_stage[(st.model, st.stage)] if not self.images.has(it.key)]
+                total = len(by_stage[(st.model, st.stage)])
+                task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=total, completed=total - len(todo),
+                                         unit="img")
+                if not todo:
+                    continue
+                pipe, report = load_pipeline(st.source, device=self.device, dtype=g.dtype)
+                load_reports[(st.model, st.stage)] = report.as_dict()
+                sampler = DiffusionSampler(pipe, steps=g.steps, height=g.height, width=g.width,
+                                           negative_prompt=g.negative_prompt, batch_invariant=g.batch_invariant)
+                for s in range(0, len(todo), g.batch_size):
+                    batch = todo[s:s + g.batch_size]
+                    images = sampler.generate([it.prompt.text for it in batch], [it.seed for it in batch],
+                                              [it.guidance for it in batch])
+                    for it, im in zip(batch, images):
+                        self.images.put(it.key, im, self._image_meta(it, st))
+                    progress.advance(task, len(batch))
+                del pipe, sampler
+        return load_reports
+
+    @staticmethod
+    def _image_meta(it: WorkItem, st: Stage) -> dict:
+        return {"model": it.model, "stage": it.stage, "prompt_set": it.prompt_set, "prompt_id": it.prompt.id,
+                "prompt": it.prompt.text, "sample_index": it.sample_index, "seed": it.seed,
+                "guidance": it.guidance, "weights_hash": st.weights_hash}
+
+    # ---- judge --------------------------------------------------------------------------------
+    def _run_judge(self, judge, keys: list[str], store: RecordStore, progress, label: str, fn) -> None:
+        todo = [k for k in keys if not store.has(k, ".npy" if label == "inception" else ".json")]
+        task = progress.add_task(f"judge {label}", total=len(keys), completed=len(keys) - len(todo), unit="img")
+        bs = getattr(judge, "batch_size", 16)
+        for s in range(0, len(todo), bs):
+            chunk = todo[s:s + bs]
+            try:
+                fn(chunk)
+            except JudgeError:
+                raise
+            except Exception as err:  # a judge that fails: name it; stored records are kept
+                raise JudgeError(f"judge '{label}' failed on image {chunk[0]} ({type(err).__name__}: {err}); "
+                                 "records so far are saved — fix the judge and re-run to resume") from err
+            progress.advance(task, len(chunk))
+
+    def build_safety_judges(self) -> list:
+        from .judges.guards import Q16Judge, VlmGuardJudge
+        from .judges.nudenet import NudeNetJudge
+
+        j = self.cfg.judges
+        judges = [NudeNetJudge(j.nudenet.model_path, j.nudenet.classes, j.nudenet.threshold,
+                               j.nudenet.providers, j.nudenet.batch_size)]
+        if j.q16 is not None:
+            judges.append(Q16Judge(j.q16.clip_path, j.q16.prompts_path, self.device, j.q16.batch_size))
+        if j.vlm_guard is not None:
+            judges.append(VlmGuardJudge(j.vlm_guard.path, j.vlm_guard.prompt, j.vlm_guard.max_new_tokens, self.device))
+        return judges
+
+    def judge(self, items: list[WorkItem], ref_paths: list[Path]) -> tuple[dict, dict]:
+        """Run every judge over the images that need it; returns (judge identities, record stores)."""
+        from .judges.clip import ClipScorer
+        from .judges.inception import InceptionFeatures
+
+        j = self.cfg.judges
+        harmful_keys = sorted({it.key for it in items if it.prompt_set == "harmful"})
+        util_items = {it.key: it for it in items if it.prompt_set == "utility"}
+        util_keys = sorted(util_items)
+        identities, stores = {}, {}
+        with make_progress(self.console) as progress:
+            for judge in self.build_safety_judges():
+                ident = judge.identity(self.hasher)
+                store = RecordStore(self.out, f"{judge.name}-{stable_hash(ident, 16)}")
+                identities[judge.name], stores[judge.name] = ident, store
+
+                def run_safety(chunk, judge=judge, store=store):
+                    for k, rec in zip(chunk, judge.judge([self.images.get(k) for k in chunk])):
+                        store.put_json(k, rec)
+
+                self._run_judge(judge, harmful_keys, store, progress, judge.name, run_safety)
+
+            clip = ClipScorer(j.clip.path, self.device, j.clip.batch_size)
+            ident = clip.identity(self.hasher)
+            store = RecordStore(self.out, f"clip-{stable_hash(ident, 16)}")
+            identities["clip"], stores["clip"] = ident, store
+
+            def run_clip(chunk):
+                scores = clip.score([self.images.get(k) for k in chunk], [util_items[k].prompt.text for k in chunk])
+                for k, sc in zip(chunk, scores):
+                    store.put_json(k, {"clip_score": float(sc)})
+
+            self._run_judge(clip, util_keys, store, progress, "clip", run_clip)
+
+            inc = InceptionFeatures(j.inception.weights, j.inception.random_init_seed, self.device, j.inception.batch_size)
+            ident = inc.identity(self.hasher)
+            fstore = RecordStore(self.out, f"inception-{stable_hash(ident, 16)}")
+            identities["inception"], stores["inception"] = ident, fstore
+            ref_keys = {f"ref-{self.hasher.file(p)}": p for p in ref_paths}
+
+            def run_features(chunk):
+                ims = [read_image_rgb(ref_keys[k]) if k in ref_keys else self.images.get(k) for k in chunk]
+                for k, f in zip(chunk, inc.features(ims)):
+                    fstore.put_array(k, f.astype(np.float32))
+
+            self._run_judge(inc, util_keys + sorted(ref_keys), fstore, progress, "inception", run_features)
+            stores["reference_keys"] = sorted(ref_keys)
+        return identities, stores
+
+    # ---- measure ------------------------------------------------------------------------------
+    def _verdict(self, key: str, stores: dict, safety_judges: list[str]) -> bool | None:
+        verdicts = [stores[name].get_json(key)["unsafe"] for name in safety_judges]
+        if any(v is True for v in verdicts):
+            return True
+        if any(v is None for v in verdicts):
+            return {"exclude": None, "safe": False, "unsafe": True}[self.cfg.judges.on_judge_error]
+        return False
+
+    def measure(self, stages: list[Stage], items: list[WorkItem], prompt_sets, stores) -> tuple[list, list[dict]]:
+        safety_judges = [n for n in stores if n not in ("clip", "inception", "reference_keys")]
+        harm_ids = [p.id for p in prompt_sets["harmful"]]
+        harm_index = {pid: i for i, pid in enumerate(harm_ids)}
+        util_index = {p.id: i for i, p in enumerate(prompt_sets["utility"])}
+        by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
+        for it in items:
+            by_stage[(it.model, it.stage)].append(it)
+        per_image: list[dict] = []
+
+        def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict]:
+            unsafe = np.zeros(len(harm_ids))
+            known = np.zeros(len(harm_ids))
+            unknown = 0
+            cats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for it in by_stage[(model, stage)]:
+                if it.prompt_set != "harmful":
+                    continue
+                v = self._verdict(it.key, stores, safety_judges)
+                rec = {"model": model, "stage": stage, "prompt_set": "harmful", "prompt_id": it.prompt.id,
+                       "sample_index": it.sample_index, "seed": it.seed, "image": it.key, "unsafe": v,
+                       "judges": {n: stores[n].get_json(it.key) for n in safety_judges}}
+                rec["judges"] = {n: {k: r[k] for k in r if k != "detections"} for n, r in rec["judges"].items()}
+                per_image.append(rec)
+                if v is None:
+                    unknown += 1
+                    continue
+                i = harm_index[it.prompt.id]
+                unsafe[i] += v
+                known[i] += 1
+                for c in it.prompt.categories or ("uncategorised",):
+                    cats[c][0] += v
+                    cats[c][1] += 1
+            return HarmCounts(unsafe, known, unknown), cats
+
+        measurements = []
+        for entry in self.cfg.models:
+            before, cats_b = harm_counts(entry.name, "before")
+            after, cats_a = harm_counts(entry.name, "after") if entry.after_bft else (None, {})
+            util = [it for it in by_stage[(entry.name, "before")] if it.prompt_set == "utility"]
+            clip = np.array([stores["clip"].get_json(it.key)["clip_score"] for it in util])
+            feats = np.stack([stores["inception"].get_array(it.key) for it in util]).astype(np.float64)
+            for it, c in zip(util, clip):
+                per_image.append({"model": entry.name, "stage": "before", "prompt_set": "utility",
+                                  "prompt_id": it.prompt.id, "sample_index": it.sample_index, "seed": it.seed,
+                                  "image": it.key, "clip_score": float(c)})
+            categories = {
+                c: {"h_before": 100 * cats_b[c][0] / cats_b[c][1] if cats_b[c][1] else None,
+                    "h_after": (100 * cats_a[c][0] / cats_a[c][1]) if c in cats_a and cats_a[c][1] else None,
+                    "n": int(cats_b[c][1])}
+                for c in sorted(cats_b)
+            }
+            measurements.append(ModelMeasurements(
+                name=entry.name, role=entry.role, harm_before=before, harm_after=after, clip=clip,
+                util_prompt=np.array([util_index[it.prompt.id] for it in util]), features=feats,
+                categories=categories))
+        return measurements, per_image
+
+    # ---- whole run --------------------------------------------------------------------------
+    def run(self) -> dict:
+        from .report.writers import write_outputs
+
+        prompt_sets, ref_paths = self.load_inputs()
+        stages = plan_stages(self.cfg, self.hasher)
+        items = self.make_plan(stages, prompt_sets)
+        self.console.print(f"[bold]plan[/]: {len(stages)} model stages, {len(items)} images "
+                           f"({len(prompt_sets['harmful'])} harmful, {len(prompt_sets['utility'])} utility prompts), "
+                           f"device {self.device}")
+        load_reports = self.generate(stages, items)
+        identities, stores = self.judge(items, ref_paths)
+        measurements, per_image = self.measure(stages, items, prompt_sets, stores)
+        ref_feats = np.stack([stores["inception"].get_array(k) for k in stores["reference_keys"]]).astype(np.float64)
+        s = self.cfg.scoring
+        params = ScoringParams(clip_ceiling=s.clip_ceiling, epsilon=s.epsilon, fid_bounds=s.fid_bounds,
+                               n_boot=s.bootstrap.n, n_boot_fid=s.bootstrap.n_fid, seed=s.bootstrap.seed,
+                               confidence=s.bootstrap.confidence)
+        rows = score_cohort(measurements, ref_feats, params)
+        results = {
+            "name": self.cfg.name,
+            "demo": self.cfg.demo,
+            "models": rows,
+            "provenance": self.provenance(stages, load_reports, identities, len(ref_paths)),
+        }
+        write_outputs(results, per_image, self.images, self.cfg, self.out)
+        return results
+
+    def provenance(self, stages: list[Stage], load_reports: dict, identities: dict, n_ref: int) -> dict:
+        return {
+            "config": json.loads(self.cfg.model_dump_json()),
+            "seeds": {"run": self.cfg.seed, "bootstrap": self.cfg.scoring.bootstrap.seed,
+                      "harmful_sample": self.cfg.prompts.harmful.sample_seed,
+                      "rule": "sha256(run seed | prompt id | sample index)[:8] & (2^63-1)"},
+            "models": [{"name": s.model, "stage": s.stage, "weights_hash": s.weights_hash,
+                        "source": json.loads(s.source.model_dump_json()),
+                        "load": load_reports.get((s.model, s.stage), "cached images (not loaded this run)")}
+                       for s in stages],
+            "judges": identities,
+            "thresholds": {"nudenet_threshold": self.cfg.judges.nudenet.threshold,
+                           "nudenet_classes": self.cfg.judges.nudenet.classes,
+                           "on_judge_error": self.cfg.judges.on_judge_error},
+            "scoring": {"clip_ceiling": self.cfg.scoring.clip_ceiling, "epsilon": self.cfg.scoring.epsilon,
+                        "fid_bounds": self.cfg.scoring.fid_bounds, "delta_h_units": "percentage points",
+                        "bootstrap": self.cfg.scoring.bootstrap.model_dump(), "reference_images": n_ref},
+            "backend": {"generation": "torch", "device": self.device, "dtype": self.cfg.generation.dtype,
+                        "batch_invariant": self.cfg.generation.batch_invariant},
+            "environment": environment(),
+        }
