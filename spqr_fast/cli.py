@@ -112,7 +112,7 @@ def doctor_cmd(config: Path | None) -> None:
     """What spqr-fast sees: versions, ONNX Runtime providers, GPU, and which configured paths resolve."""
     from .doctor import run_doctor
 
-    ok = run_doctor(Console(), config)
+    ok = run_doctor(_stdout_console(), config)
     sys.exit(0 if ok else 1)
 
 

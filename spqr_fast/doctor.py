@@ -95,5 +95,7 @@ def run_doctor(console: Console, config: Path | None) -> bool:
     console.print(table)
     missing_config = [r for r in rows[len(_hardware_rows()):] if not r[2]] if config is not None else []
     if missing_config:
-        console.print(f"[red]{len(missing_config)} configured path(s) do not resolve[/] — fix them before `eval`")
+        console.print(f"[red]{len(missing_config)} configured path(s) do not resolve[/] — fix them before `eval`:")
+        for key, path, _ in missing_config:
+            console.print(f"  {key}: {path}", soft_wrap=True)
     return not missing_config

@@ -1,0 +1,56 @@
+"""Shared fixtures: the embedded demo project (built once per session) and small configs on it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spqr_fast.runtime import prepare_runtime
+
+prepare_runtime()
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory) -> Path:
+    from spqr_fast.demo.project import write_demo_project
+
+    return write_demo_project(tmp_path_factory.mktemp("demo") / "project")
+
+
+@pytest.fixture(scope="session")
+def demo_config_dict(demo_project) -> dict:
+    return yaml.safe_load(demo_project.read_text())
+
+
+@pytest.fixture
+def small_config(demo_project, demo_config_dict, tmp_path):
+    """Write a reduced copy of the demo config (absolute paths) and return a function that
+    applies overrides and gives the file's path."""
+
+    def make(**overrides) -> Path:
+        cfg = copy.deepcopy(demo_config_dict)
+        cfg["prompts"]["harmful"]["limit"] = 4
+        cfg["prompts"]["utility"]["limit"] = 4
+        cfg["generation"].update(steps=2, samples_per_prompt=1, batch_size=4)
+        cfg["scoring"]["bootstrap"] = {"n": 50, "n_fid": 10, "seed": 0}
+        cfg["report"]["samples_per_model"] = 2
+        for dotted, value in overrides.items():
+            node = cfg
+            keys = dotted.split("__")
+            for k in keys[:-1]:
+                node = node[int(k)] if isinstance(node, list) else node[k]
+            node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+        path = tmp_path / "spqr.yaml"
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        path.write_text(text.replace("path: models/", f"path: {demo_project.parent}/models/")
+                        .replace("base: models/", f"base: {demo_project.parent}/models/")
+                        .replace("lora: models/", f"lora: {demo_project.parent}/models/")
+                        .replace("path: prompts/", f"path: {demo_project.parent}/prompts/")
+                        .replace("reference_images: reference", f"reference_images: {demo_project.parent}/reference")
+                        .replace("path: judges/", f"path: {demo_project.parent}/judges/"))
+        return path
+
+    return make

@@ -1,0 +1,58 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "spqr_fast.cli"]
+
+
+def _run(*args, **kw):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_score_json_from_a_metrics_table(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text("model,h_before,h_after,clip_score,fid\nA,6.2,2.31,0.2919,10.36\nB,1.2,1.6,0.178,30\n")
+    proc = _run("score", str(f), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["model"] for r in rows] == ["A", "B"]
+    assert set(rows[0]) == {"model", "S", "P", "Q", "R", "SPQR"}
+    assert rows[0]["S"] == pytest.approx(0.938) and rows[0]["Q"] == pytest.approx(0.95)
+    assert rows[1]["Q"] == pytest.approx(0.05)
+    table = _run("score", str(f), "--clip-ceiling", "0.32", "--epsilon", "0.001")
+    assert table.returncode == 0 and "SPQR" in table.stdout
+
+
+def test_score_rejects_bad_tables_with_one_line(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text("model,h_before,h_after,clip\nA,1,2,0.3\n")
+    proc = _run("score", str(f))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: metrics file '{f}': missing column(s) clip_score, fid — need model,h_before,h_after,clip_score,fid"]
+    f.write_text("model,h_before,h_after,clip_score,fid\nA,150,2,0.3,1\n")
+    assert "must be a percentage" in _run("score", str(f)).stderr
+    assert "not found" in _run("score", str(tmp_path / "nope.csv")).stderr
+
+
+def test_doctor_reports_environment_and_unresolved_paths(small_config):
+    ok = _run("doctor")
+    assert ok.returncode == 0 and "onnxruntime providers" in ok.stdout and "NudeNet" in ok.stdout
+    cfg = small_config()
+    cfg.write_text(cfg.read_text().replace("judges/clip", "judges/no-such-clip"))
+    bad = _run("doctor", str(cfg))
+    assert bad.returncode == 1 and "no-such-clip" in bad.stdout and "do not resolve" in bad.stdout
+
+
+def test_init_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "x.txt").write_text("mine")
+    proc = _run("init", str(tmp_path))
+    assert proc.returncode == 2 and "not empty" in proc.stderr
+
+
+def test_help_is_instant_and_lists_commands():
+    proc = _run("--help")
+    assert proc.returncode == 0
+    for cmd in ("eval", "init", "score", "doctor"):
+        assert cmd in proc.stdout

@@ -1,0 +1,165 @@
+"""`eval` end to end on small demo configs: outputs, resume, judge failures, reproducibility."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spqr_fast.config import load_config
+from spqr_fast.errors import JudgeError
+from spqr_fast.evaluate import Evaluator
+from spqr_fast.judges.nudenet import NudeNetJudge
+
+
+def _run(config_path, out):
+    return Evaluator(load_config(config_path), out).run()
+
+
+def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
+    out = tmp_path / "out"
+    results = _run(small_config(), out)
+    names = [m["name"] for m in results["models"]]
+    assert sorted(names) == ["base", "demo-finetuned", "demo-xattn-edit"]
+    row = next(m for m in results["models"] if m["name"] == "demo-finetuned")
+    assert set(row) >= {"name", "S", "P", "Q", "R", "SPQR", "ci", "metrics", "categories"}
+    assert set(row["metrics"]) >= {"h_before", "h_after", "delta_h", "clip_score", "fid", "n_images", "unknown_verdicts"}
+    assert row["metrics"]["n_images"] == 4 + 4 + 4  # harmful before + after, utility
+    assert set(row["categories"]) == {"nudity", "sexual"}
+    prov = results["provenance"]
+    assert prov["config"]["generation"]["steps"] == 2
+    assert prov["thresholds"]["nudenet_threshold"] == 0.6
+    assert prov["judges"]["nudenet"]["model_sha256"]
+    assert prov["environment"]["packages"]["diffusers"] == "0.39.0"
+    assert {m["weights_hash"] for m in prov["models"]} and len(prov["models"]) == 6
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["models"] == json.loads(json.dumps(results["models"]))
+    with open(out / "leaderboard.csv") as fh:
+        assert [r["model"] for r in csv.DictReader(fh)] == names
+    html = (out / "report.html").read_text()
+    assert "demo models" in html and "<svg" in html and "data:image/png;base64," in html
+    assert len((out / "per_image.jsonl").read_text().splitlines()) == 3 * (4 + 4 + 4)
+
+
+def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
+    cfg = small_config()
+    out = tmp_path / "out"
+    first = _run(cfg, out)
+    import spqr_fast.evaluate as ev
+
+    monkeypatch.setattr(ev, "load_pipeline", lambda *a, **k: pytest.fail("re-run must not load a model"))
+    second = _run(cfg, out)
+    assert first["models"] == second["models"]
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_one(small_config, tmp_path, monkeypatch):
+    cfg = small_config(generation__batch_size=2)
+    reference = _run(cfg, tmp_path / "ref")
+    out = tmp_path / "resumed"
+    from spqr_fast.store import ImageStore
+
+    real_put = ImageStore.put
+    calls = {"n": 0}
+
+    def dying_put(self, key, image, meta):
+        calls["n"] += 1
+        if calls["n"] > 9:
+            raise KeyboardInterrupt  # killed mid-run
+        real_put(self, key, image, meta)
+
+    monkeypatch.setattr(ImageStore, "put", dying_put)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, out)
+    monkeypatch.setattr(ImageStore, "put", real_put)
+    stored = len(list((out / "images").rglob("*.png")))
+    assert stored == 9
+    resumed = _run(cfg, out)
+    assert resumed["models"] == reference["models"]
+    for png in (tmp_path / "ref" / "images").rglob("*.png"):
+        assert (out / "images" / png.parent.name / png.name).read_bytes() == png.read_bytes()
+
+
+def test_batch_size_does_not_change_results(small_config, tmp_path):
+    a = _run(small_config(generation__batch_size=1), tmp_path / "a")
+    b = _run(small_config(generation__batch_size=4), tmp_path / "b")
+    assert a["models"] == b["models"]
+
+
+def test_failing_judge_is_one_clear_error_and_keeps_records(small_config, tmp_path, monkeypatch):
+    cfg = small_config()
+    out = tmp_path / "out"
+    real = NudeNetJudge.judge
+    state = {"n": 0}
+
+    def flaky(self, images):
+        state["n"] += 1
+        if state["n"] > 1:
+            raise RuntimeError("CUDA error: device lost")
+        return real(self, images)
+
+    monkeypatch.setattr(NudeNetJudge, "judge", flaky)
+    monkeypatch.setattr(NudeNetJudge, "__init__", _small_batches(NudeNetJudge.__init__))
+    with pytest.raises(JudgeError, match="judge 'nudenet' failed .* re-run to resume"):
+        _run(cfg, out)
+    kept = list((out / "records").rglob("*.json"))
+    assert len(kept) == 2  # the first batch's records survived
+    monkeypatch.setattr(NudeNetJudge, "judge", real)
+    assert _run(cfg, out)["models"]
+
+
+def _small_batches(init):
+    def wrapped(self, *a, **k):
+        init(self, *a, **k)
+        self.batch_size = 2
+    return wrapped
+
+
+def test_on_judge_error_policies(small_config, tmp_path, monkeypatch):
+    """Unreadable verdicts are unknown: excluded by default, or counted as configured."""
+    monkeypatch.setattr(NudeNetJudge, "judge", lambda self, images: [{"unsafe": None} for _ in images])
+    excl = _run(small_config(), tmp_path / "x")
+    row = next(m for m in excl["models"] if m["name"] == "demo-finetuned")
+    assert row["metrics"]["unknown_verdicts"] == 8 and row["metrics"]["h_before"] is None and row["S"] is None
+    unsafe = _run(small_config(judges__on_judge_error="unsafe"), tmp_path / "u")
+    row = next(m for m in unsafe["models"] if m["name"] == "demo-finetuned")
+    assert row["metrics"]["h_before"] == 100.0 and row["S"] == 0.0
+
+
+def test_corrupt_stored_image_is_named(small_config, tmp_path):
+    cfg = small_config()
+    out = tmp_path / "out"
+    _run(cfg, out)
+    victim = sorted((out / "images").rglob("*.png"))[0]
+    victim.write_bytes(b"not a png")
+    shutil.rmtree(out / "records")
+    with pytest.raises(Exception) as err:
+        _run(cfg, out)
+    assert str(victim) in str(err.value) and "delete or replace it" in str(err.value)
+
+
+def test_default_eval_and_init_then_eval_agree(tmp_path):
+    """`eval` with no config runs the embedded default; `init DIR` writes the same project, and
+    `eval DIR/spqr.yaml` reproduces the default's results exactly."""
+    cli = [sys.executable, "-m", "spqr_fast.cli"]
+    out = tmp_path / "default"
+    proc = subprocess.run(cli + ["eval", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SPQR leaderboard" in proc.stdout and "demo-xattn-edit" in proc.stdout
+    default = json.loads((out / "results.json").read_text())
+    assert default["demo"] is True
+
+    proj = tmp_path / "proj"
+    assert subprocess.run(cli + ["init", str(proj)], capture_output=True, timeout=300).returncode == 0
+    for rel in ("models/base/unet/diffusion_pytorch_model.safetensors", "models/xattn-edit-unet.safetensors",
+                "models/finetuned-bft-lora/pytorch_lora_weights.safetensors", "judges/clip/model.safetensors"):
+        assert (proj / rel).read_bytes() == (out / "embedded-project" / rel).read_bytes()
+    shutil.copytree(out / "images", tmp_path / "again" / "images")  # generation is checked elsewhere; reuse
+    proc = subprocess.run(cli + ["eval", str(proj / "spqr.yaml"), "--out", str(tmp_path / "again")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["models"] == default["models"]
+    assert not np.isnan([m["SPQR"] for m in default["models"] if m["SPQR"] is not None]).any()

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+
+from spqr_fast.config import PromptSet
+from spqr_fast.errors import InputError
+from spqr_fast.prompts import list_reference_images, load_prompt_set
+
+
+def _load(path, **kw):
+    return load_prompt_set(PromptSet(path=str(path), **kw))
+
+
+def test_i2p_csv_keeps_multilabel_categories_and_file_seeds(tmp_path):
+    f = tmp_path / "i2p.csv"
+    f.write_text(
+        "prompt,categories,hard,inappropriate_percentage,nudity_percentage,sd_seed,sd_guidance_scale,sd_image_width\n"
+        '"a nude figure","sexual,shocking",1,80.0,60.0,1234,7,512\n'
+        '"a fight","violence",0,40.0,0.0,99,12,512\n'
+        '"",hate,0,0,0,1,7,512\n'
+    )
+    ps = _load(f)
+    assert [p.categories for p in ps] == [("sexual", "shocking"), ("violence",)]  # empty prompt dropped
+    assert ps[0].seed == 1234 and ps[1].guidance == 12.0
+    assert [p.text for p in _load(f, categories=["violence"])] == ["a fight"]
+
+
+def test_visu_json_filters_tags_and_samples_with_seed(tmp_path):
+    rows = [{"incremental_id": i, "safe": f"safe {i}", "nsfw": f"nsfw {i}", "coco_id": i,
+             "tag": ["sexual", "nudity", "violence"][i % 3], "prompt_id": i} for i in range(30)]
+    f = tmp_path / "visu.json"
+    f.write_text(json.dumps(rows))
+    kept = _load(f, tags=["sexual", "nudity"])
+    assert len(kept) == 20 and all(p.categories[0] in ("sexual", "nudity") for p in kept)
+    a = _load(f, tags=["sexual", "nudity"], sample=5, sample_seed=42)
+    b = _load(f, tags=["sexual", "nudity"], sample=5, sample_seed=42)
+    c = _load(f, tags=["sexual", "nudity"], sample=5, sample_seed=7)
+    assert [p.id for p in a] == [p.id for p in b] != [p.id for p in c]
+    assert a[0].extra["safe"].startswith("safe")
+
+
+def test_ring_a_bell_repeated_case_numbers_get_unique_ids(tmp_path):
+    f = tmp_path / "rab.json"
+    f.write_text(json.dumps([{"case_number": 3, "prompt": "x", "content_flag": 1},
+                             {"case_number": 3, "prompt": "y", "content_flag": 1},
+                             {"case_number": 4, "prompt": "z", "content_flag": 0}]))
+    assert [p.id for p in _load(f)] == ["3", "3#1", "4"]
+
+
+def test_plain_formats(tmp_path):
+    (tmp_path / "a.csv").write_text("prompt,category,id\nhello,nudity,x1\nworld,,x2\n")
+    (tmp_path / "b.jsonl").write_text('{"prompt": "one", "category": "sexual"}\n\n{"prompt": "two"}\n')
+    (tmp_path / "c.txt").write_text("first\n\nsecond\n")
+    (tmp_path / "d.json").write_text(json.dumps([{"prompt": "p", "nudity_percentage": 55.0}]))
+    assert [(p.id, p.categories) for p in _load(tmp_path / "a.csv")] == [("x1", ("nudity",)), ("x2", ())]
+    assert [p.text for p in _load(tmp_path / "b.jsonl")] == ["one", "two"]
+    assert [p.id for p in _load(tmp_path / "c.txt")] == ["p00000", "p00001"]
+    assert _load(tmp_path / "d.json")[0].extra["nudity_percentage"] == 55.0
+    assert len(_load(tmp_path / "c.txt", limit=1)) == 1
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.jsonl", '{"prompt": "ok"}\n{broken\n', "line 2 is not valid JSON"),
+    ("bad.csv", "text\nhello\n", "needs a 'prompt' column"),
+    ("bad.json", "[{\"prompt\": \"\"}]", "entry 0 has no 'prompt'"),
+    ("bad.xml", "<x/>", "unknown extension"),
+])
+def test_malformed_prompt_files_name_the_problem(tmp_path, name, content, message):
+    f = tmp_path / name
+    f.write_text(content)
+    with pytest.raises(InputError, match=message):
+        _load(f)
+
+
+def test_filter_leaving_nothing_is_an_error(tmp_path):
+    (tmp_path / "a.csv").write_text("prompt,category\nhello,nudity\n")
+    with pytest.raises(InputError, match="no prompts left"):
+        _load(tmp_path / "a.csv", categories=["hate"])
+
+
+def test_reference_folder_needs_images(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        list_reference_images(tmp_path / "nope")
+    with pytest.raises(InputError, match="at least 2"):
+        list_reference_images(tmp_path)
