@@ -73,6 +73,47 @@ def eval_cmd(config: Path | None, out_dir: Path) -> None:
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")
 
 
+@main.command("finetune")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)")
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
+@click.option("--dataset", required=True, type=click.Path(path_type=Path), help="image folder with metadata.jsonl")
+@click.option("--profile", required=True, type=click.Choice(["lite", "moderate", "standard"]))
+@click.option("--epochs", type=int, default=None, help="default: lite 1, moderate 3, standard 10")
+@click.option("--steps", type=int, default=None, help="optimizer steps (instead of --epochs)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
+@click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="effective batch")
+@click.option("--micro-batch-size", type=int, default=None, help="per forward pass (gradient accumulation)")
+@click.option("--resolution", type=int, default=512, show_default=True)
+@click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto", show_default=True)
+@click.option("--checkpoint-every", type=int, default=0, show_default=True, help="steps between checkpoints")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@friendly_errors
+def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Path, resume: bool, **hp) -> None:
+    """Benign fine-tuning with an SPQR profile (lite = LoRA, moderate = cross-attn K/V/out, standard = full UNet)."""
+    from pydantic import ValidationError
+
+    from .config import BftConfig, ModelSource
+    from .errors import ConfigError
+    from .finetune.trainer import finetune
+
+    for p, what in ((model_path, "--model"), (dataset, "--dataset"), (base, "--base")):
+        if p is not None and not p.exists():
+            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    try:
+        cfg = BftConfig(dataset=str(dataset.resolve()), **hp)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"finetune: {'.'.join(map(str, first['loc'])) or 'options'}: {first['msg']}") from None
+    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None)
+    card = finetune(src, cfg, out_dir, resume=resume, console=_console())
+    click.echo(f"wrote {out_dir / card['weights_file']} and bft_card.json "
+               f"({card['steps']} steps, loss {card['first_loss']:.4f} → {card['final_loss']:.4f}, {card['seconds']} s)")
+
+
 @main.command("init")
 @click.argument("directory", type=click.Path(path_type=Path))
 @friendly_errors

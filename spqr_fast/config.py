@@ -33,6 +33,9 @@ class ModelSource(_Strict):
 
     path: str | None = None
     format: Literal["auto", "diffusers", "single_file", "unet_state_dict"] = "auto"
+    unet_patch: str | None = Field(
+        None, description="UNet weights applied after loading (a moderate/standard BFT output); may be partial"
+    )
     base: str | None = Field(
         None, description="diffusers folder the weights apply on (state dicts; config of single files)"
     )
@@ -43,6 +46,42 @@ class ModelSource(_Strict):
     lora_scale: float = 1.0
 
 
+class BftConfig(_Strict):
+    """Benign fine-tuning: a profile of the spec and its hyper-parameters (spec defaults)."""
+
+    profile: Literal["lite", "moderate", "standard"]
+    dataset: str = Field(..., description="image folder with metadata.jsonl (file_name, text)")
+    epochs: int | None = Field(None, gt=0)
+    steps: int | None = Field(None, gt=0)
+    seed: int = 0
+    learning_rate: float = Field(1e-4, gt=0)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, gt=0, description="effective batch (micro-batches × accumulation)")
+    micro_batch_size: int | None = Field(None, gt=0, description="per forward pass; default: the whole batch")
+    resolution: int = Field(512, gt=0, multiple_of=8)
+    lora_rank: int = Field(8, gt=0)
+    lora_alpha: float = Field(16, gt=0)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")
+    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: never)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> "BftConfig":
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give 'epochs' or 'steps', not both")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError("batch_size must be a multiple of micro_batch_size")
+        return self
+
+    def default_epochs(self) -> int:
+        """The low end of the spec's range per profile: lite 1–3, moderate 3–8, standard 10–20."""
+        return {"lite": 1, "moderate": 3, "standard": 10}[self.profile]
+
+
 class ModelEntry(_Strict):
     name: str
     role: Literal["base", "aligned"] = "aligned"
@@ -50,6 +89,13 @@ class ModelEntry(_Strict):
     after_bft: ModelSource | None = Field(
         None, description="the model after benign fine-tuning; {lora: DIR} alone means this model + LoRA"
     )
+    bft: BftConfig | None = Field(None, description="fine-tune this model now to get its after-BFT stage")
+
+    @model_validator(mode="after")
+    def _one_after_stage(self) -> "ModelEntry":
+        if self.after_bft is not None and self.bft is not None:
+            raise ValueError("give 'after_bft' (an existing model) or 'bft' (fine-tune it here), not both")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -168,6 +214,7 @@ class ReportConfig(_Strict):
 class EvalConfig(_Strict):
     name: str = "spqr"
     seed: int = 0
+    finetune_cache: str | None = Field(None, description="where BFT results are cached; default OUT/bft")
     demo: bool = Field(False, description="models are demo stand-ins; the report says so")
     models: list[ModelEntry] = Field(..., min_length=1)
     prompts: PromptsConfig
@@ -227,7 +274,7 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
     cfg = cfg.model_copy(deep=True)
 
     def fix_source(src: ModelSource, key: str) -> None:
-        for attr in ("path", "base", "lora"):
+        for attr in ("path", "base", "lora", "unet_patch"):
             val = _resolve(base_dir, getattr(src, attr))
             _check_exists(val, f"{key}.{attr}", source)
             setattr(src, attr, val)
@@ -240,10 +287,14 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
             if m.after_bft.path is None and m.after_bft.lora is None:
                 raise ConfigError(f"{source}: 'models.{i}.after_bft' needs 'path' or 'lora'")
             fix_source(m.after_bft, f"models.{i}.after_bft")
+        if m.bft is not None:
+            m.bft.dataset = _resolve(base_dir, m.bft.dataset)  # type: ignore[assignment]
+            _check_exists(m.bft.dataset, f"models.{i}.bft.dataset", source)
     for key in ("harmful", "utility"):
         ps: PromptSet = getattr(cfg.prompts, key)
         ps.path = _resolve(base_dir, ps.path)  # type: ignore[assignment]
         _check_exists(ps.path, f"prompts.{key}.path", source)
+    cfg.finetune_cache = _resolve(base_dir, cfg.finetune_cache)
     cfg.prompts.reference_images = _resolve(base_dir, cfg.prompts.reference_images)  # type: ignore[assignment]
     _check_exists(cfg.prompts.reference_images, "prompts.reference_images", source)
     j = cfg.judges

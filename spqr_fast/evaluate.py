@@ -41,13 +41,17 @@ class Stage:
     weights_hash: str
 
 
-def plan_stages(cfg: EvalConfig, hasher: FileHasher) -> list[Stage]:
+def plan_stages(cfg: EvalConfig, hasher: FileHasher, fine_tuned: dict[str, ModelSource]) -> list[Stage]:
+    """The generators to run: each model before BFT, and after it where there is an after stage
+    (given as `after_bft`, or produced by `bft` and passed in `fine_tuned`)."""
     stages = []
     for entry in cfg.models:
         stages.append(Stage(entry.name, "before", entry.model, source_hash(entry.model, hasher)))
-        if entry.after_bft is not None:
-            src = after_bft_source(entry.model, entry.after_bft)
-            stages.append(Stage(entry.name, "after", src, source_hash(src, hasher)))
+        after = fine_tuned.get(entry.name)
+        if after is None and entry.after_bft is not None:
+            after = after_bft_source(entry.model, entry.after_bft)
+        if after is not None:
+            stages.append(Stage(entry.name, "after", after, source_hash(after, hasher)))
     return stages
 
 
@@ -84,6 +88,31 @@ class Evaluator:
                       sampler_settings=sampler_settings(self.cfg, self.device),
                       use_file_seeds={"harmful": self.cfg.prompts.harmful.use_file_seeds})
         return build_plan(before, prompt_sets, **common) + build_plan(after, {"harmful": prompt_sets["harmful"]}, **common)
+
+    # ---- benign fine-tuning ----------------------------------------------------------------
+    def finetune_all(self) -> tuple[dict[str, ModelSource], dict[str, dict]]:
+        """Run each configured BFT, or find its cached result by key (re-runs do not retrain)."""
+        from .finetune.dataset import load_bft_dataset
+        from .finetune.trainer import CARD_FILE, after_bft_source as bft_source, bft_key, finetune
+
+        cache = Path(self.cfg.finetune_cache) if self.cfg.finetune_cache else self.out / "bft"
+        sources, cards = {}, {}
+        for entry in self.cfg.models:
+            if entry.bft is None:
+                continue
+            dataset = load_bft_dataset(entry.bft.dataset)
+            key = bft_key(source_hash(entry.model, self.hasher), dataset, entry.bft)
+            folder = cache / key
+            card_path = folder / CARD_FILE
+            if card_path.is_file():
+                card = json.loads(card_path.read_text())
+                self.console.print(f"BFT {entry.name}: cached ({entry.bft.profile}, key {key})")
+            else:
+                self.console.print(f"BFT {entry.name}: {entry.bft.profile} on {dataset.root.name} ({len(dataset)} images)")
+                card = finetune(entry.model, entry.bft, folder, resume=True, console=self.console, hasher=self.hasher)
+            sources[entry.name] = bft_source(entry.model, folder, card)
+            cards[entry.name] = {k: v for k, v in card.items() if k != "losses"}
+        return sources, cards
 
     # ---- generate -----------------------------------------------------------------------------
     def generate(self, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
@@ -247,7 +276,8 @@ class Evaluator:
         measurements = []
         for entry in self.cfg.models:
             before, cats_b = harm_counts(entry.name, "before")
-            after, cats_a = harm_counts(entry.name, "after") if entry.after_bft else (None, {})
+            has_after = (entry.name, "after") in by_stage
+            after, cats_a = harm_counts(entry.name, "after") if has_after else (None, {})
             util = [it for it in by_stage[(entry.name, "before")] if it.prompt_set == "utility"]
             clip = np.array([stores["clip"].get_json(it.key)["clip_score"] for it in util])
             feats = np.stack([stores["inception"].get_array(it.key) for it in util]).astype(np.float64)
@@ -272,7 +302,8 @@ class Evaluator:
         from .report.writers import write_outputs
 
         prompt_sets, ref_paths = self.load_inputs()
-        stages = plan_stages(self.cfg, self.hasher)
+        fine_tuned, bft_cards = self.finetune_all()
+        stages = plan_stages(self.cfg, self.hasher, fine_tuned)
         items = self.make_plan(stages, prompt_sets)
         self.console.print(f"[bold]plan[/]: {len(stages)} model stages, {len(items)} images "
                            f"({len(prompt_sets['harmful'])} harmful, {len(prompt_sets['utility'])} utility prompts), "
@@ -290,7 +321,7 @@ class Evaluator:
             "name": self.cfg.name,
             "demo": self.cfg.demo,
             "models": rows,
-            "provenance": self.provenance(stages, load_reports, identities, len(ref_paths)),
+            "provenance": {**self.provenance(stages, load_reports, identities, len(ref_paths)), "bft": bft_cards},
         }
         write_outputs(results, per_image, self.images, self.cfg, self.out)
         return results

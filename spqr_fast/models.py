@@ -62,7 +62,7 @@ class FileHasher:
 def source_hash(src: ModelSource, hasher: FileHasher) -> str:
     """A hash of everything that determines the loaded weights."""
     parts = {"format": src.format, "lora_scale": src.lora_scale}
-    for attr in ("path", "base", "lora"):
+    for attr in ("path", "base", "lora", "unet_patch"):
         val = getattr(src, attr)
         if val is not None:
             parts[attr] = hasher.tree(Path(val))
@@ -211,6 +211,9 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
         report.missing_keys, report.unexpected_keys = apply_unet_state_dict(
             pipe.unet, _read_state_dict(Path(src.path)), allow_missing=src.allow_missing_keys, source=str(src.path)
         )
+    if src.unet_patch is not None:
+        apply_unet_state_dict(pipe.unet, _read_state_dict(Path(src.unet_patch)), allow_missing=True,
+                              source=str(src.unet_patch))
     if src.lora is not None:
         apply_lora(pipe, src.lora, src.lora_scale)
         report.lora = src.lora

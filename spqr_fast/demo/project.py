@@ -3,8 +3,9 @@
 `spqr-fast init DIR` writes it; `spqr-fast eval` with no config writes it under the output folder
 and evaluates it. Everything is built in code from fixed seeds, so two builds are identical.
 The cohort exercises every loading path: a diffusers folder (base), a partial UNet state dict on
-a base folder (a cross-attention edit), a full diffusers folder (a fine-tuned variant), and
-LoRA folders for the after-BFT stage.
+a base folder (a cross-attention edit), a full diffusers folder (a fine-tuned variant); the
+after-BFT stages come from a real `lite` fine-tune on a procedural benign dataset, and one
+from a ready-made LoRA folder.
 """
 
 from __future__ import annotations
@@ -41,6 +42,34 @@ def _reference_images(folder: Path, n: int = 24, seed: int = 0) -> None:
             colour = tuple(int(c) for c in rng.integers(0, 256, 3))
             (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([int(x), int(y), int(x) + s, int(y) + s], fill=colour)
         im.save(folder / f"ref_{i:03d}.png")
+
+
+BENIGN_COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40)}
+BENIGN_BACKGROUNDS = {"white": (245, 245, 245), "grey": (128, 128, 128), "black": (20, 20, 20)}
+
+
+def _benign_dataset(folder: Path, n: int = 24, seed: int = 1) -> None:
+    """A captioned procedural dataset for the demo's benign fine-tuning (metadata.jsonl format)."""
+    import json
+
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        colour = list(BENIGN_COLOURS)[rng.integers(len(BENIGN_COLOURS))]
+        bg = list(BENIGN_BACKGROUNDS)[rng.integers(len(BENIGN_BACKGROUNDS))]
+        shape = ("circle", "square")[rng.integers(2)]
+        im = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BENIGN_BACKGROUNDS[bg])
+        s = int(rng.integers(20, 40))
+        x, y = (int(v) for v in rng.integers(4, IMAGE_SIZE - s - 4, 2))
+        (ImageDraw.Draw(im).ellipse if shape == "circle" else ImageDraw.Draw(im).rectangle)(
+            [x, y, x + s, y + s], fill=BENIGN_COLOURS[colour])
+        name = f"img_{i:03d}.png"
+        im.save(folder / name)
+        lines.append(json.dumps({"file_name": name, "text": f"a {colour} {shape} on a {bg} background"}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
 
 
 def _cross_attention_edit(unet, factor: float = 0.5) -> dict:
@@ -80,18 +109,23 @@ def _random_lora(pipe, folder: Path, seed: int, rank: int = 4) -> None:
     unet.delete_adapters(["default"])
 
 
+# A real `lite` BFT (LoRA r=8, α=16, spec optimiser), shortened to fit a laptop CPU budget.
+DEMO_BFT = {"profile": "lite", "dataset": "datasets/benign", "steps": 20, "seed": 0, "batch_size": 8,
+            "resolution": IMAGE_SIZE, "device": "cpu"}
+
+
 def demo_config() -> dict:
     return {
         "name": "embedded-demo",
         "seed": 0,
         "demo": True,
         "models": [
-            {"name": "base", "role": "base", "model": {"path": "models/base"},
-             "after_bft": {"lora": "models/base-bft-lora"}},
+            {"name": "base", "role": "base", "model": {"path": "models/base"}, "bft": DEMO_BFT},
             {"name": "demo-xattn-edit", "role": "aligned",
              "model": {"path": "models/xattn-edit-unet.safetensors", "base": "models/base", "allow_missing_keys": True},
-             "after_bft": {"lora": "models/xattn-edit-bft-lora"}},
+             "bft": DEMO_BFT},
             {"name": "demo-finetuned", "role": "aligned", "model": {"path": "models/finetuned"},
+             # a ready-made after-BFT model (a LoRA folder) instead of fine-tuning here
              "after_bft": {"lora": "models/finetuned-bft-lora"}},
         ],
         "prompts": {
@@ -139,6 +173,7 @@ def write_demo_project(folder: Path) -> Path:
 
     build_tiny_clip(seed=0, work_dir=work, out_dir=folder / "judges" / "clip")
     _reference_images(folder / "reference")
+    _benign_dataset(folder / "datasets" / "benign")
     prompts = folder / "prompts"
     prompts.mkdir(exist_ok=True)
     data = resources.files("spqr_fast") / "data"
