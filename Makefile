@@ -21,6 +21,10 @@ eval: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
+bench: $(STAMP)
+	$(BIN)/spqr-fast bench --preset tiny
+	$(BIN)/spqr-fast bench --preset sd15 --latent 32
+
 doctor: $(STAMP)
 	$(BIN)/spqr-fast doctor
 

@@ -114,6 +114,49 @@ def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Pa
                f"({card['steps']} steps, loss {card['first_loss']:.4f} → {card['final_loss']:.4f}, {card['seconds']} s)")
 
 
+@main.command("bench")
+@click.option("--preset", type=click.Choice(["tiny", "sd15"]), default="tiny", show_default=True,
+              help="tiny: the demo UNet; sd15: Stable Diffusion 1.5's UNet from its config, random weights")
+@click.option("--suite", type=click.Choice(["finetune"]), default="finetune", show_default=True)
+@click.option("--profiles", default="lite,moderate,standard", show_default=True, help="BFT profiles to measure")
+@click.option("--steps", type=int, default=None, help="timed optimizer steps (default: tiny 20, sd15 2)")
+@click.option("--batch", type=int, default=None, help="batch per step (default: tiny 16, sd15 1)")
+@click.option("--latent", type=int, default=None, help="latent size (default: the preset's; sd15 64 = 512 px)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_cmd(preset: str, suite: str, profiles: str, steps, batch, latent, device: str, as_json: bool) -> None:
+    """Measure side by side in one run: BFT steps/s and peak memory per profile."""
+    from rich.table import Table
+
+    from .bench.finetune_bench import PROFILES, run_finetune_bench
+    from .models import pick_device
+    from .provenance import environment
+
+    chosen = [p.strip() for p in profiles.split(",") if p.strip()]
+    bad = [p for p in chosen if p not in PROFILES]
+    if bad:
+        raise SpqrError(f"unknown profile '{bad[0]}' — choose from {', '.join(PROFILES)}")
+    steps = steps or (20 if preset == "tiny" else 2)
+    batch = batch or (16 if preset == "tiny" else 1)
+    rows = run_finetune_bench(preset, chosen, steps, batch, latent, pick_device(device))
+    env = environment()
+    if as_json:
+        click.echo(json.dumps({"suite": suite, "machine": env, "rows": rows}, indent=1))
+        return
+    table = Table(title=f"BFT benchmark — {preset}, {env['platform']}")
+    for col in ("profile", "trainable params", "batch", "latent", "s/step", "steps/s", "peak RSS MiB", "RSS after load MiB"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["profile"], f"failed: {r['error']}", "", "", "", "", "", "")
+            continue
+        table.add_row(r["profile"], f"{r['trainable_params']:,}", str(r["batch"]), str(r["latent"]),
+                      f"{r['seconds_per_step']:.3f}", f"{r['steps_per_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
+                      f"{r['rss_after_load_mib']:.0f}")
+    _stdout_console().print(table)
+
+
 @main.command("init")
 @click.argument("directory", type=click.Path(path_type=Path))
 @friendly_errors

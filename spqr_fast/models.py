@@ -47,13 +47,15 @@ class FileHasher:
                 atomic_write_json(self.cache_file, self._cache)
         return self._cache[tag]
 
-    def tree(self, path: Path) -> str:
-        """Hash of a file, or of a folder's files (relative names + contents)."""
+    def tree(self, path: Path, suffixes: tuple[str, ...] | None = None) -> str:
+        """Hash of a file, or of a folder's files (relative names + contents), optionally only
+        those with the given suffixes."""
         path = Path(path)
         if path.is_file():
             return self.file(path)
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        files = (p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        for f in sorted(p for p in files if suffixes is None or p.suffix in suffixes):
             h.update(str(f.relative_to(path)).encode())
             h.update(self.file(f).encode())
         return h.hexdigest()
@@ -65,7 +67,8 @@ def source_hash(src: ModelSource, hasher: FileHasher) -> str:
     for attr in ("path", "base", "lora", "unet_patch"):
         val = getattr(src, attr)
         if val is not None:
-            parts[attr] = hasher.tree(Path(val))
+            # a LoRA folder also holds cards and logs; only its weights determine the model
+            parts[attr] = hasher.tree(Path(val), tuple(WEIGHT_SUFFIXES) if attr == "lora" else None)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

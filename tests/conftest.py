@@ -37,6 +37,9 @@ def small_config(demo_project, demo_config_dict, tmp_path):
         cfg["generation"].update(steps=2, samples_per_prompt=1, batch_size=4)
         cfg["scoring"]["bootstrap"] = {"n": 50, "n_fid": 10, "seed": 0}
         cfg["report"]["samples_per_model"] = 2
+        for m in cfg["models"]:
+            if "bft" in m:
+                m["bft"]["steps"] = 3
         for dotted, value in overrides.items():
             node = cfg
             keys = dotted.split("__")
@@ -50,7 +53,8 @@ def small_config(demo_project, demo_config_dict, tmp_path):
                         .replace("lora: models/", f"lora: {demo_project.parent}/models/")
                         .replace("path: prompts/", f"path: {demo_project.parent}/prompts/")
                         .replace("reference_images: reference", f"reference_images: {demo_project.parent}/reference")
-                        .replace("path: judges/", f"path: {demo_project.parent}/judges/"))
+                        .replace("path: judges/", f"path: {demo_project.parent}/judges/")
+                        .replace("dataset: datasets/", f"dataset: {demo_project.parent}/datasets/"))
         return path
 
     return make

@@ -30,6 +30,10 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     assert row["metrics"]["n_images"] == 4 + 4 + 4  # harmful before + after, utility
     assert set(row["categories"]) == {"nudity", "sexual"}
     prov = results["provenance"]
+    bft = prov["bft"]  # the after-BFT stages of base and demo-xattn-edit come from a real lite BFT
+    assert set(bft) == {"base", "demo-xattn-edit"} and bft["base"]["profile"] == "lite" and bft["base"]["steps"] == 3
+    edited = next(m for m in results["models"] if m["name"] == "demo-xattn-edit")
+    assert edited["R"] is not None and edited["metrics"]["h_after"] is not None
     assert prov["config"]["generation"]["steps"] == 2
     assert prov["thresholds"]["nudenet_threshold"] == 0.6
     assert prov["judges"]["nudenet"]["model_sha256"]
@@ -50,7 +54,10 @@ def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
     first = _run(cfg, out)
     import spqr_fast.evaluate as ev
 
+    import spqr_fast.finetune.trainer as trainer
+
     monkeypatch.setattr(ev, "load_pipeline", lambda *a, **k: pytest.fail("re-run must not load a model"))
+    monkeypatch.setattr(trainer, "finetune", lambda *a, **k: pytest.fail("re-run must not retrain"))
     second = _run(cfg, out)
     assert first["models"] == second["models"]
 

@@ -169,6 +169,38 @@ def _save_outputs(pipe, cfg: BftConfig, out: Path) -> str:
     return PATCH_FILE
 
 
+def optimizer_step(unet, params, optimizer, scaler, micro_batches, max_grad_norm: float, amp_dtype) -> float:
+    """One optimizer step over accumulated micro-batches of (noisy latents, t, text, noise):
+    ε-prediction MSE, gradient clipping, AdamW. Returns the step's loss."""
+    import torch
+
+    device = str(unet.device.type)
+    total = 0.0
+    for noisy, t, text, noise in micro_batches:
+        with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
+            pred = unet(noisy, t, encoder_hidden_states=text).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise.float()) / len(micro_batches)
+        (scaler.scale(loss) if scaler else loss).backward()
+        total += loss.item()
+    if scaler:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def make_optimizer(params, cfg: BftConfig):
+    import torch
+
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                             weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
+
+
 @dataclass
 class TrainResult:
     params: list
@@ -200,8 +232,7 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
     unet = pipe.unet
     params = prepare_trainable(unet, cfg.profile, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
     unet.train()
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                  weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
+    optimizer = make_optimizer(params, cfg)
     amp_dtype = _autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -220,7 +251,7 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
     with progress:
         task = progress.add_task(f"finetune {cfg.profile}", total=steps, completed=start, unit="step", loss="—")
         for step in range(start, steps):
-            step_loss = 0.0
+            micro_batches = []
             for m in range(accum):
                 idx = sample_order(len(dataset), cfg.seed, step * cfg.batch_size + m * micro, micro)
                 gen = torch.Generator("cpu").manual_seed(_sub_seed(cfg.seed, step, m))
@@ -229,23 +260,10 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
                 latents = (mean + std * eps_latent) * pipe.vae.config.scaling_factor
                 noise = torch.randn(latents.shape, generator=gen).to(device)
                 t = torch.randint(0, n_train_t, (len(idx),), generator=gen).to(device)
-                noisy = noise_scheduler.add_noise(latents, noise, t)
-                with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    pred = unet(noisy, t, encoder_hidden_states=pre.text[idx]).sample
-                loss = torch.nn.functional.mse_loss(pred.float(), noise.float()) / accum
-                if not torch.isfinite(loss):
-                    raise InputError(f"BFT loss became {loss.item()} at step {step} — lower learning_rate or use fp32")
-                (scaler.scale(loss) if scaler else loss).backward()
-                step_loss += loss.item()
-            if scaler:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+                micro_batches.append((noise_scheduler.add_noise(latents, noise, t), t, pre.text[idx], noise))
+            step_loss = optimizer_step(unet, params, optimizer, scaler, micro_batches, cfg.max_grad_norm, amp_dtype)
+            if not math.isfinite(step_loss):
+                raise InputError(f"BFT loss became {step_loss} at step {step} — lower learning_rate or use fp32")
             losses.append(step_loss)
             progress.update(task, advance=1, loss=f"{step_loss:.4f}")
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:

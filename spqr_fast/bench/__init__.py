@@ -1,0 +1,1 @@
+"""Benchmarks (not timed tests): side-by-side measurements in one run, with the machine."""
