@@ -52,8 +52,10 @@ def main() -> None:
 @click.argument("config", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("spqr-out"), show_default=True,
               help="output folder (images, records, results.json, leaderboard.csv, report.html)")
+@click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default=None,
+              help="override the config's backend.kind")
 @friendly_errors
-def eval_cmd(config: Path | None, out_dir: Path) -> None:
+def eval_cmd(config: Path | None, out_dir: Path, backend: str | None) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from .config import load_config
     console = _console()
@@ -63,6 +65,8 @@ def eval_cmd(config: Path | None, out_dir: Path) -> None:
         console.print("[bold]no config given[/]: running the embedded default (tiny demo models, built in code)")
         config = write_demo_project(out_dir / "embedded-project")
     cfg = load_config(config)
+    if backend is not None:
+        cfg.backend.kind = backend  # type: ignore[assignment]
     from .evaluate import Evaluator
     from .report.writers import DEMO_NOTICE, leaderboard_table
 
@@ -155,6 +159,89 @@ def bench_cmd(preset: str, suite: str, profiles: str, steps, batch, latent, devi
                       f"{r['seconds_per_step']:.3f}", f"{r['steps_per_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
                       f"{r['rss_after_load_mib']:.0f}")
     _stdout_console().print(table)
+
+
+@main.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
+@click.option("--lora", type=click.Path(path_type=Path), default=None, help="LoRA folder fused into the UNet first")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--opset", type=int, default=None)
+@click.option("--engines", "build_engines", is_flag=True, help="also build TensorRT engines (GPU machine)")
+@click.option("--height", type=int, default=512, show_default=True, help="image size the engines are built for")
+@click.option("--width", type=int, default=512, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@friendly_errors
+def export_cmd(model_path: Path, base, lora, precision: str, opset, build_engines: bool, height: int, width: int,
+               out_dir: Path) -> None:
+    """Fuse a LoRA and export text encoder, UNet and VAE decoder through Optimum to ONNX."""
+    from .config import ModelSource
+    from .export.cache import ArtefactCache
+    from .export.onnx_export import export_onnx, onnx_key_inputs
+    from .models import FileHasher, source_hash
+
+    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora")):
+        if p is not None and not p.exists():
+            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
+                      lora=str(lora.resolve()) if lora else None)
+    device = "cuda" if precision == "fp16" or build_engines else "cpu"
+    export_onnx(src, out_dir, precision=precision, opset=opset, device=device)
+    cache = ArtefactCache(out_dir.parent)
+    cache.seal(out_dir, onnx_key_inputs(source_hash(src, FileHasher(None)), precision, opset),
+               {"source": src.model_dump()})
+    click.echo(f"wrote {out_dir} (loads in optimum.onnxruntime.ORTStableDiffusionPipeline and spqr-fast)")
+    if build_engines:
+        import json as _json
+
+        from .backends.ort_backend import OrtComponents
+        from .backends.tensorrt_backend import build_engine, recipe_for
+
+        unet_cfg = _json.loads((out_dir / "unet" / "config.json").read_text())
+        info = OrtComponents(out_dir, ["CPUExecutionProvider"], sessions=False)
+        recipe = recipe_for(unet_cfg, unet_cfg["cross_attention_dim"], height, width, info.vae_scale_factor)
+        for component in ("text_encoder", "unet", "vae_decoder"):
+            target = out_dir / "engines" / f"{component}.engine"
+            build_engine(out_dir / component / "model.onnx", target, recipe["profiles"][component],
+                         fp16=precision == "fp16", workspace_gib=recipe.get("workspace_gib", 4))
+            click.echo(f"built {target} (recipe {recipe['family']})")
+
+
+@main.group("engines")
+def engines_group() -> None:
+    """The artefact cache of exported graphs and TensorRT engines."""
+
+
+@engines_group.command("list")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="default: $SPQR_ENGINE_CACHE or engines/cache")
+@click.option("--json", "as_json", is_flag=True)
+def engines_list(root: Path | None, as_json: bool) -> None:
+    from rich.table import Table
+
+    from .export.cache import ArtefactCache
+
+    cache = ArtefactCache(root)
+    entries = cache.entries()
+    if as_json:
+        click.echo(json.dumps(entries, indent=1, default=str))
+        return
+    table = Table(title=f"artefacts in {cache.root}")
+    for col in ("kind", "key", "component", "precision", "MiB", "valid"):
+        table.add_column(col)
+    for e in entries:
+        inputs = e.get("inputs", {})
+        table.add_row(e["kind"], e["key"], str(inputs.get("component", "")), str(inputs.get("precision", "")),
+                      f"{e['bytes'] / 2**20:.1f}", "yes" if e["valid"] else f"no: {e['problem']}")
+    _stdout_console().print(table)
+
+
+@engines_group.command("clear")
+@click.option("--root", type=click.Path(path_type=Path), default=None)
+def engines_clear(root: Path | None) -> None:
+    from .export.cache import ArtefactCache
+
+    cache = ArtefactCache(root)
+    click.echo(f"removed {cache.clear()} artefact(s) from {cache.root}")
 
 
 @main.command("init")

@@ -137,6 +137,18 @@ class GenerationConfig(_Strict):
     )
 
 
+class BackendConfig(_Strict):
+    """How generation runs: eager torch, ONNX Runtime, or TensorRT engines, with a parity gate."""
+
+    kind: Literal["auto", "torch", "ort", "tensorrt"] = Field(
+        "auto", description="auto tries tensorrt → ORT (TensorRT EP → CUDA EP → CPU EP) → torch")
+    cache_root: str | None = Field(None, description="artefact cache; default $SPQR_ENGINE_CACHE or engines/cache")
+    opset: int | None = Field(None, description="ONNX opset; default: the exporter's")
+    parity_steps: int = Field(2, ge=1)
+    fp32_tolerance: float = Field(1e-3, gt=0, description="max relative error accepted for fp32 artefacts")
+    fp16_tolerance: float = Field(5e-2, gt=0, description="max relative error accepted for fp16 artefacts")
+
+
 class NudeNetConfig(_Strict):
     model_path: str | None = Field(None, description="ONNX file; default: the 320n.onnx inside the nudenet wheel")
     classes: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPOSED_CLASSES))
@@ -219,6 +231,7 @@ class EvalConfig(_Strict):
     models: list[ModelEntry] = Field(..., min_length=1)
     prompts: PromptsConfig
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
     judges: JudgesConfig
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -295,6 +308,7 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
         ps.path = _resolve(base_dir, ps.path)  # type: ignore[assignment]
         _check_exists(ps.path, f"prompts.{key}.path", source)
     cfg.finetune_cache = _resolve(base_dir, cfg.finetune_cache)
+    cfg.backend.cache_root = _resolve(base_dir, cfg.backend.cache_root)
     cfg.prompts.reference_images = _resolve(base_dir, cfg.prompts.reference_images)  # type: ignore[assignment]
     _check_exists(cfg.prompts.reference_images, "prompts.reference_images", source)
     j = cfg.judges

@@ -60,7 +60,7 @@ def sampler_settings(cfg: EvalConfig, device: str) -> dict:
     return {
         "steps": g.steps, "guidance_scale": g.guidance_scale, "height": g.height, "width": g.width,
         "negative_prompt": g.negative_prompt, "batch_invariant": g.batch_invariant, "dtype": g.dtype,
-        "device": device, "backend": "torch",
+        "device": device, "backend": cfg.backend.kind,
     }
 
 
@@ -122,6 +122,9 @@ class Evaluator:
         by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
         for it in items:
             by_stage[(it.model, it.stage)].append(it)
+        from .backends.resolve import BackendResolver
+
+        resolver = BackendResolver(self.cfg.backend, self.hasher, log=lambda m: self.console.print(escape(m)))
         load_reports = {}
         with make_progress(self.console) as progress:
             for st in stages:
@@ -132,8 +135,10 @@ class Evaluator:
                 if not todo:
                     continue
                 pipe, report = load_pipeline(st.source, device=self.device, dtype=g.dtype)
-                load_reports[(st.model, st.stage)] = report.as_dict()
-                sampler = DiffusionSampler(pipe, steps=g.steps, height=g.height, width=g.width,
+                components, backend = resolver.resolve(st.source, pipe, height=g.height, width=g.width,
+                                                       label=f"{st.model} [{st.stage} BFT]")
+                load_reports[(st.model, st.stage)] = {**report.as_dict(), "backend": backend}
+                sampler = DiffusionSampler(components, steps=g.steps, height=g.height, width=g.width,
                                            negative_prompt=g.negative_prompt, batch_invariant=g.batch_invariant)
                 for s in range(0, len(todo), g.batch_size):
                     batch = todo[s:s + g.batch_size]
@@ -142,7 +147,7 @@ class Evaluator:
                     for it, im in zip(batch, images):
                         self.images.put(it.key, im, self._image_meta(it, st))
                     progress.advance(task, len(batch))
-                del pipe, sampler
+                del pipe, sampler, components
         return load_reports
 
     @staticmethod
@@ -343,7 +348,9 @@ class Evaluator:
             "scoring": {"clip_ceiling": self.cfg.scoring.clip_ceiling, "epsilon": self.cfg.scoring.epsilon,
                         "fid_bounds": self.cfg.scoring.fid_bounds, "delta_h_units": "percentage points",
                         "bootstrap": self.cfg.scoring.bootstrap.model_dump(), "reference_images": n_ref},
-            "backend": {"generation": "torch", "device": self.device, "dtype": self.cfg.generation.dtype,
-                        "batch_invariant": self.cfg.generation.batch_invariant},
+            "backend": {"requested": self.cfg.backend.kind, "device": self.device,
+                        "dtype": self.cfg.generation.dtype, "batch_invariant": self.cfg.generation.batch_invariant,
+                        "tolerances": {"fp32": self.cfg.backend.fp32_tolerance, "fp16": self.cfg.backend.fp16_tolerance},
+                        "per_stage": "see models[].load.backend (chosen backend, skipped options, parity)"},
             "environment": environment(),
         }

@@ -37,6 +37,7 @@ def small_config(demo_project, demo_config_dict, tmp_path):
         cfg["generation"].update(steps=2, samples_per_prompt=1, batch_size=4)
         cfg["scoring"]["bootstrap"] = {"n": 50, "n_fid": 10, "seed": 0}
         cfg["report"]["samples_per_model"] = 2
+        cfg["backend"] = {"kind": "torch", "cache_root": str(tmp_path / "engines")}  # ORT has its own tests
         for m in cfg["models"]:
             if "bft" in m:
                 m["bft"]["steps"] = 3

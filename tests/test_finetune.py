@@ -36,7 +36,7 @@ def _pipe(base_dir):
 
 
 def _image(pipe):
-    return DiffusionSampler(pipe, steps=2, height=64, width=64).generate(["a red circle"], [3], [7.5])[0]
+    return DiffusionSampler.from_pipe(pipe, steps=2, height=64, width=64).generate(["a red circle"], [3], [7.5])[0]
 
 
 def test_lite_trains_only_lora_weights_and_leaves_the_base_bitwise_unchanged(base_dir, dataset_dir, tmp_path):

@@ -17,7 +17,7 @@ def models_dir(demo_project):
 
 
 def _image(pipe):
-    return DiffusionSampler(pipe, steps=2, height=64, width=64).generate(["a red bus"], [5], [7.5])[0]
+    return DiffusionSampler.from_pipe(pipe, steps=2, height=64, width=64).generate(["a red bus"], [5], [7.5])[0]
 
 
 def test_partial_unet_state_dict_applies_on_base_and_is_reported(models_dir):

@@ -27,18 +27,18 @@ def _diffusers(pipe, prompts, seeds, steps=4):
 
 
 def test_batched_sampler_equals_diffusers_pipeline(pipe):
-    ours = DiffusionSampler(pipe, steps=4, height=64, width=64, batch_invariant=False).generate(PROMPTS, SEEDS, [7.5] * 3)
+    ours = DiffusionSampler.from_pipe(pipe, steps=4, height=64, width=64, batch_invariant=False).generate(PROMPTS, SEEDS, [7.5] * 3)
     np.testing.assert_array_equal(ours, _diffusers(pipe, PROMPTS, SEEDS))
 
 
 def test_batch_invariant_sampler_equals_diffusers_one_image_at_a_time(pipe):
-    ours = DiffusionSampler(pipe, steps=4, height=64, width=64).generate(PROMPTS, SEEDS, [7.5] * 3)
+    ours = DiffusionSampler.from_pipe(pipe, steps=4, height=64, width=64).generate(PROMPTS, SEEDS, [7.5] * 3)
     theirs = np.concatenate([_diffusers(pipe, [p], [s]) for p, s in zip(PROMPTS, SEEDS)])
     np.testing.assert_array_equal(ours, theirs)
 
 
 def test_images_do_not_depend_on_batch_size(pipe):
-    s = DiffusionSampler(pipe, steps=3, height=64, width=64)
+    s = DiffusionSampler.from_pipe(pipe, steps=3, height=64, width=64)
     whole = s.generate(PROMPTS, SEEDS, [7.5] * 3)
     split = np.concatenate([s.generate(PROMPTS[:2], SEEDS[:2], [7.5] * 2), s.generate(PROMPTS[2:], SEEDS[2:], [7.5])])
     np.testing.assert_array_equal(whole, split)
@@ -46,7 +46,7 @@ def test_images_do_not_depend_on_batch_size(pipe):
 
 
 def test_nan_output_is_a_clear_error(pipe, monkeypatch):
-    s = DiffusionSampler(pipe, steps=2, height=64, width=64)
+    s = DiffusionSampler.from_pipe(pipe, steps=2, height=64, width=64)
     monkeypatch.setattr(s, "_decode", lambda latents: latents[:, :3].repeat_interleave(2, -1).repeat_interleave(2, -2) * float("nan"))
     with pytest.raises(GenerationError, match="NaN"):
         s.generate(PROMPTS[:1], SEEDS[:1], [7.5])

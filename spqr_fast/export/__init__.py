@@ -1,0 +1,1 @@
+"""Export: fuse LoRA/patches into the UNet, export through Optimum to ONNX, build engines."""

@@ -1,0 +1,140 @@
+"""Export through Optimum, ONNX Runtime parity, the artefact cache, and backend fallback."""
+
+import numpy as np
+import pytest
+import torch
+
+from spqr_fast.backends.ort_backend import OrtComponents
+from spqr_fast.backends.parity import check_parity
+from spqr_fast.backends.resolve import BackendResolver
+from spqr_fast.backends.selection import MachineOffer, plan_candidates
+from spqr_fast.backends.torch_backend import TorchComponents
+from spqr_fast.config import BackendConfig, ModelSource
+from spqr_fast.export.cache import ArtefactCache
+from spqr_fast.export.onnx_export import cached_onnx_export, onnx_key_inputs
+from spqr_fast.models import FileHasher, load_pipeline
+from spqr_fast.sampling.sampler import DiffusionSampler
+
+CPU_ONLY = MachineOffer(providers=["CPUExecutionProvider"], has_tensorrt=False, gpu=None)
+
+
+@pytest.fixture(scope="module")
+def lora_source(demo_project):
+    models = demo_project.parent / "models"
+    return ModelSource(path=str(models / "finetuned"), lora=str(models / "finetuned-bft-lora"))
+
+
+@pytest.fixture(scope="module")
+def exported(lora_source, tmp_path_factory):
+    cache = ArtefactCache(tmp_path_factory.mktemp("engines"))
+    folder = cached_onnx_export(lora_source, cache, FileHasher(None))
+    return cache, folder
+
+
+def test_exported_pipeline_with_fused_lora_matches_torch(lora_source, exported):
+    _, folder = exported
+    pipe, _ = load_pipeline(lora_source)
+    ref = TorchComponents(pipe)
+    ort = OrtComponents(folder, ["CPUExecutionProvider"])
+    parity = check_parity(ref, ort, height=64, width=64, steps=3, tolerance=1e-4)
+    assert parity.passed, parity
+    kwargs = dict(steps=3, height=64, width=64)
+    a = DiffusionSampler(ref, **kwargs).generate(["a red bus", "a cat"], [1, 2], [7.5, 7.5])
+    b = DiffusionSampler(ort, **kwargs).generate(["a red bus", "a cat"], [1, 2], [7.5, 7.5])
+    assert np.abs(a.astype(int) - b).max() <= 1
+    plain, _ = load_pipeline(ModelSource(path=lora_source.path))
+    c = DiffusionSampler.from_pipe(plain, **kwargs).generate(["a red bus"], [1], [7.5])
+    assert np.abs(c.astype(int) - b[:1]).max() > 1  # the LoRA really is in the exported graph
+
+
+def test_optimum_ort_pipeline_loads_the_folder(lora_source, exported):
+    from optimum.onnxruntime import ORTStableDiffusionPipeline
+
+    _, folder = exported
+    ort_pipe = ORTStableDiffusionPipeline.from_pretrained(str(folder), provider="CPUExecutionProvider")
+    gens = [torch.Generator("cpu").manual_seed(5)]
+    got = ort_pipe("a red bus", num_inference_steps=3, height=64, width=64, generator=gens[0], output_type="np").images
+    pipe, _ = load_pipeline(lora_source)
+    want = pipe("a red bus", num_inference_steps=3, height=64, width=64,
+                generator=torch.Generator("cpu").manual_seed(5), output_type="np").images
+    assert np.abs(got - want).max() < 1e-3
+
+
+def test_cache_keys_change_with_each_keyed_input_and_only_then(tmp_path):
+    cache = ArtefactCache(tmp_path)
+    base = onnx_key_inputs("w1", "fp32", None)
+    assert cache.folder("onnx", base) == cache.folder("onnx", dict(base))
+    for field, value in (("weights", "w2"), ("precision", "fp16"), ("opset", 17), ("onnxruntime", "0.0"),
+                         ("optimum", "x"), ("torch", "y")):
+        assert cache.folder("onnx", {**base, field: value}) != cache.folder("onnx", base), field
+    engine = {"onnx": "k", "component": "unet", "precision": "fp16", "profile": {"sample": [1]},
+              "tensorrt": "10", "gpu": "H100", "compute_capability": "9.0"}
+    for field, value in (("component", "vae_decoder"), ("profile", {"sample": [2]}), ("tensorrt", "11"),
+                         ("gpu", "A100"), ("compute_capability", "8.0"), ("onnx", "k2")):
+        assert cache.folder("tensorrt", {**engine, field: value}) != cache.folder("tensorrt", engine), field
+
+
+def test_a_corrupt_artefact_is_rebuilt_not_trusted(lora_source, exported):
+    cache, folder = exported
+    assert cache.valid(folder) == (True, "")
+    onnx = folder / "unet" / "model.onnx"
+    good = onnx.read_bytes()
+    onnx.write_bytes(good[:-100])
+    ok, why = cache.valid(folder)
+    assert not ok and "unet/model.onnx does not match its manifest" in why
+    log = []
+    again = cached_onnx_export(lora_source, cache, FileHasher(None), log=log.append)
+    assert again == folder and cache.valid(folder)[0] and "rebuilding" in log[0]
+    assert [e["valid"] for e in cache.entries()] == [True]
+
+
+@pytest.mark.parametrize("requested,offer,expected,skipped", [
+    ("auto", CPU_ONLY, ["ort-cpu", "torch"], ["tensorrt", "ort-tensorrt", "ort-cuda"]),
+    ("auto", MachineOffer(providers=[], has_tensorrt=False), ["torch"], ["tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu"]),
+    ("auto", MachineOffer(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], has_tensorrt=True, gpu="H100"),
+     ["tensorrt", "ort-cuda", "ort-cpu", "torch"], ["ort-tensorrt"]),
+    ("auto", MachineOffer(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], has_tensorrt=True, gpu=None),
+     ["ort-cpu", "torch"], ["tensorrt", "ort-tensorrt", "ort-cuda"]),
+    ("tensorrt", CPU_ONLY, ["torch"], ["tensorrt"]),
+    ("ort", CPU_ONLY, ["ort-cpu", "torch"], ["ort-tensorrt", "ort-cuda"]),
+    ("torch", CPU_ONLY, ["torch"], []),
+])
+def test_auto_and_explicit_requests_fall_back_in_order(requested, offer, expected, skipped):
+    tryable, skips = plan_candidates(requested, offer)
+    assert tryable == expected
+    assert [name for name, _ in skips] == skipped
+    assert all(reason for _, reason in skips)
+
+
+def test_skip_reasons_name_what_is_missing():
+    _, skips = plan_candidates("auto", MachineOffer(providers=["CUDAExecutionProvider"], has_tensorrt=False, gpu=None))
+    reasons = dict(skips)
+    assert "package 'tensorrt' missing" in reasons["tensorrt"]
+    assert "no TensorrtExecutionProvider" in reasons["ort-tensorrt"]
+    assert reasons["ort-cuda"] == "no CUDA GPU visible"
+
+
+def test_failing_parity_gate_falls_back_to_torch_and_says_so(lora_source, exported):
+    cache, _ = exported
+    log = []
+    resolver = BackendResolver(BackendConfig(kind="auto", cache_root=str(cache.root), fp32_tolerance=1e-12),
+                               FileHasher(None), log=log.append, offer=CPU_ONLY)
+    pipe, _ = load_pipeline(lora_source)
+    components, report = resolver.resolve(lora_source, pipe, height=64, width=64, label="m")
+    assert report["chosen"] == "torch" and isinstance(components, TorchComponents)
+    assert any("backend ort-cpu skipped for m: parity failed" in line for line in log)
+    ok = BackendResolver(BackendConfig(kind="auto", cache_root=str(cache.root)), FileHasher(None),
+                         log=log.append, offer=CPU_ONLY)
+    components, report = ok.resolve(lora_source, pipe, height=64, width=64)
+    assert report["chosen"] == "ort-cpu" and report["parity"]["passed"]
+
+
+def test_broken_export_falls_back_to_torch(demo_project, tmp_path):
+    src = ModelSource(path=str(demo_project.parent / "models" / "base"))
+    log = []
+    resolver = BackendResolver(BackendConfig(kind="ort", cache_root=str(tmp_path), opset=1), FileHasher(None),
+                               log=log.append, offer=CPU_ONLY)
+    pipe, _ = load_pipeline(src)
+    _, report = resolver.resolve(src, pipe, height=64, width=64, label="base")
+    assert report["chosen"] == "torch"
+    assert any(line.startswith("backend ort-cpu skipped for base: build failed") for line in log)
