@@ -22,8 +22,10 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/spqr-fast bench --preset tiny
-	$(BIN)/spqr-fast bench --preset sd15 --latent 32
+	$(BIN)/spqr-fast bench --suite backends --preset tiny
+	$(BIN)/spqr-fast bench --suite backends --preset sd15
+	$(BIN)/spqr-fast bench --suite finetune --preset tiny
+	$(BIN)/spqr-fast bench --suite finetune --preset sd15 --latent 32
 
 doctor: $(STAMP)
 	$(BIN)/spqr-fast doctor

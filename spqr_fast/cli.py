@@ -120,22 +120,52 @@ def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Pa
 
 @main.command("bench")
 @click.option("--preset", type=click.Choice(["tiny", "sd15"]), default="tiny", show_default=True,
-              help="tiny: the demo UNet; sd15: Stable Diffusion 1.5's UNet from its config, random weights")
-@click.option("--suite", type=click.Choice(["finetune"]), default="finetune", show_default=True)
-@click.option("--profiles", default="lite,moderate,standard", show_default=True, help="BFT profiles to measure")
-@click.option("--steps", type=int, default=None, help="timed optimizer steps (default: tiny 20, sd15 2)")
-@click.option("--batch", type=int, default=None, help="batch per step (default: tiny 16, sd15 1)")
-@click.option("--latent", type=int, default=None, help="latent size (default: the preset's; sd15 64 = 512 px)")
+              help="tiny: the demo model; sd15: Stable Diffusion 1.5's architecture from its config, random weights")
+@click.option("--suite", type=click.Choice(["backends", "finetune"]), default="backends", show_default=True)
+@click.option("--backends", default="torch,ort", show_default=True, help="backends suite: torch,ort[,tensorrt]")
+@click.option("--reps", type=int, default=None, help="timed UNet steps per backend (default: tiny 20, sd15 3)")
+@click.option("--e2e-images", type=int, default=None, help="images for end-to-end images/s (default: tiny 8, sd15 0)")
+@click.option("--e2e-steps", type=int, default=20, show_default=True)
+@click.option("--profiles", default="lite,moderate,standard", show_default=True, help="finetune suite: BFT profiles")
+@click.option("--steps", type=int, default=None, help="finetune suite: timed optimizer steps (tiny 20, sd15 2)")
+@click.option("--batch", type=int, default=None, help="finetune suite: batch per step (tiny 16, sd15 1)")
+@click.option("--latent", type=int, default=None, help="finetune suite: latent size (sd15 default 64 = 512 px)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_cmd(preset: str, suite: str, profiles: str, steps, batch, latent, device: str, as_json: bool) -> None:
-    """Measure side by side in one run: BFT steps/s and peak memory per profile."""
+def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_steps: int, profiles: str, steps, batch,
+              latent, device: str, as_json: bool) -> None:
+    """Measure side by side in one run: UNet step latency and images/s per backend (backends), or
+    BFT steps/s and peak memory per profile (finetune)."""
     from rich.table import Table
 
-    from .bench.finetune_bench import PROFILES, run_finetune_bench
     from .models import pick_device
     from .provenance import environment
+
+    env = environment()
+    if suite == "backends":
+        from .bench.backends_bench import run_backends_bench
+
+        chosen = [b.strip() for b in backends.split(",") if b.strip()]
+        bad = [b for b in chosen if b not in ("torch", "ort", "tensorrt")]
+        if bad or "torch" not in chosen:
+            raise SpqrError("--backends takes torch,ort[,tensorrt] and must include torch (the reference)")
+        result = run_backends_bench(preset, chosen, reps=reps or (20 if preset == "tiny" else 3),
+                                    e2e_images=8 if e2e_images is None and preset == "tiny" else (e2e_images or 0),
+                                    e2e_steps=e2e_steps, cache_root=None, console=_console())
+        if as_json:
+            click.echo(json.dumps({"suite": suite, "machine": env, **result}, indent=1))
+            return
+        table = Table(title=f"backends — {preset} ({result['image_size']} px), {env['platform']}")
+        for col in ("backend", "UNet step s (batch 2)", "× torch", "images/s", "× torch"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            table.add_row(r["backend"], f"{r['unet_step_s']:.4f}", f"{r['unet_speedup_vs_torch']:.2f}",
+                          f"{r.get('e2e_images_per_s', float('nan')):.2f}", f"{r.get('e2e_speedup_vs_torch', float('nan')):.2f}")
+        _stdout_console().print(table)
+        return
+
+    from .bench.finetune_bench import PROFILES, run_finetune_bench
 
     chosen = [p.strip() for p in profiles.split(",") if p.strip()]
     bad = [p for p in chosen if p not in PROFILES]
@@ -144,7 +174,6 @@ def bench_cmd(preset: str, suite: str, profiles: str, steps, batch, latent, devi
     steps = steps or (20 if preset == "tiny" else 2)
     batch = batch or (16 if preset == "tiny" else 1)
     rows = run_finetune_bench(preset, chosen, steps, batch, latent, pick_device(device))
-    env = environment()
     if as_json:
         click.echo(json.dumps({"suite": suite, "machine": env, "rows": rows}, indent=1))
         return
@@ -242,6 +271,47 @@ def engines_clear(root: Path | None) -> None:
 
     cache = ArtefactCache(root)
     click.echo(f"removed {cache.clear()} artefact(s) from {cache.root}")
+
+
+@main.command("generate")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
+@click.option("--lora", type=click.Path(path_type=Path), default=None)
+@click.option("--prompts", "prompts_path", required=True, type=click.Path(path_type=Path),
+              help="prompt file (I2P/ViSU/CSV/JSONL/JSON/TXT)")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default="auto", show_default=True)
+@click.option("--steps", type=int, default=50, show_default=True)
+@click.option("--guidance", type=float, default=7.5, show_default=True)
+@click.option("--size", type=int, default=512, show_default=True)
+@click.option("--samples", type=int, default=1, show_default=True, help="images per prompt")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@friendly_errors
+def generate_cmd(model_path: Path, base, lora, prompts_path: Path, out_dir: Path, backend: str, steps: int,
+                 guidance: float, size: int, samples: int, batch_size: int, seed: int, device: str) -> None:
+    """Generate images for a prompt file (per-image seeds, resumable, content-addressed)."""
+    from pydantic import ValidationError
+
+    from .config import BackendConfig, GenerationConfig, ModelSource, PromptSet
+    from .errors import ConfigError
+    from .generate import generate_images
+    from .prompts import load_prompt_set
+
+    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora"), (prompts_path, "--prompts")):
+        if p is not None and not p.exists():
+            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    try:
+        gen = GenerationConfig(steps=steps, guidance_scale=guidance, height=size, width=size,
+                               samples_per_prompt=samples, batch_size=batch_size, device=device)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"generate: --{first['loc'][0]}: {first['msg']}") from None
+    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
+                      lora=str(lora.resolve()) if lora else None)
+    prompts = load_prompt_set(PromptSet(path=str(prompts_path)))
+    generate_images(src, prompts, gen, BackendConfig(kind=backend), out_dir, seed=seed, console=_console())
 
 
 @main.command("init")

@@ -73,6 +73,7 @@ class Evaluator:
         self.hasher = FileHasher(self.out / ".cache" / "file-hashes.json")
         self.images = ImageStore(self.out)
         self.device = pick_device(cfg.generation.device)
+        self.judge_backends: dict[str, dict] = {}
 
     # ---- plan -------------------------------------------------------------------------------
     def load_inputs(self) -> tuple[dict[str, list[Prompt]], list[Path]]:
@@ -207,7 +208,12 @@ class Evaluator:
 
                 self._run_judge(judge, harmful_keys, store, progress, judge.name, run_safety)
 
-            clip = ClipScorer(j.clip.path, self.device, j.clip.batch_size)
+            from .export.cache import ArtefactCache
+
+            clip = ClipScorer(j.clip.path, self.device, j.clip.batch_size, backend=self.cfg.backend.kind,
+                              cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher,
+                              log=lambda m: self.console.print(escape(m)))
+            self.judge_backends["clip"] = clip.backend_report
             ident = clip.identity(self.hasher)
             store = RecordStore(self.out, f"clip-{stable_hash(ident, 16)}")
             identities["clip"], stores["clip"] = ident, store
@@ -351,6 +357,7 @@ class Evaluator:
             "backend": {"requested": self.cfg.backend.kind, "device": self.device,
                         "dtype": self.cfg.generation.dtype, "batch_invariant": self.cfg.generation.batch_invariant,
                         "tolerances": {"fp32": self.cfg.backend.fp32_tolerance, "fp16": self.cfg.backend.fp16_tolerance},
-                        "per_stage": "see models[].load.backend (chosen backend, skipped options, parity)"},
+                        "per_stage": "see models[].load.backend (chosen backend, skipped options, parity)",
+                        "judges": {"nudenet": "onnxruntime", **self.judge_backends}},
             "environment": environment(),
         }

@@ -138,3 +138,21 @@ def test_broken_export_falls_back_to_torch(demo_project, tmp_path):
     _, report = resolver.resolve(src, pipe, height=64, width=64, label="base")
     assert report["chosen"] == "torch"
     assert any(line.startswith("backend ort-cpu skipped for base: build failed") for line in log)
+
+
+def test_clip_score_on_onnx_runtime_matches_torch(demo_project, tmp_path):
+    from spqr_fast.judges.clip import ClipScorer
+
+    path = str(demo_project.parent / "judges" / "clip")
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
+    texts = ["a red bus", "two cats", "a snowy mountain", "a bowl of fruit", "a kite"]
+    torch_scores = ClipScorer(path, batch_size=2).score(images, texts)
+    log = []
+    ort_scorer = ClipScorer(path, batch_size=2, backend="auto", cache=ArtefactCache(tmp_path), hasher=FileHasher(None),
+                            log=log.append)
+    assert ort_scorer.backend_report["chosen"] == "ort" and not log
+    np.testing.assert_allclose(ort_scorer.score(images, texts), torch_scores, atol=1e-5)
+    strict = ClipScorer(path, backend="ort", cache=ArtefactCache(tmp_path), hasher=FileHasher(None),
+                        log=log.append, tolerance=1e-15)
+    assert strict.backend_report["chosen"] == "torch" and "parity failed" in log[-1]

@@ -56,3 +56,22 @@ def test_help_is_instant_and_lists_commands():
     assert proc.returncode == 0
     for cmd in ("eval", "init", "score", "doctor"):
         assert cmd in proc.stdout
+
+
+def test_generate_on_onnx_runtime_then_resume_from_the_store(demo_project, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red bus\na cat on a sofa\n")
+    args = ["generate", "--model", str(demo_project.parent / "models" / "base"), "--prompts", str(prompts),
+            "--out", str(tmp_path / "g"), "--steps", "2", "--size", "64", "--samples", "2", "--backend", "ort"]
+    env = {**__import__("os").environ, "SPQR_ENGINE_CACHE": str(tmp_path / "engines")}
+    first = _run(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "4 images (4 new, backend ort-cpu)" in first.stderr
+    index = [json.loads(x) for x in (tmp_path / "g" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == 4 and all((tmp_path / "g" / r["image"]).is_file() for r in index)
+    again = _run(*args, env=env)
+    assert "4 images (0 new, backend cached)" in again.stderr
+    listed = _run("engines", "list", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["valid"] is True
+    cleared = _run("engines", "clear", env=env)
+    assert "removed 1 artefact" in cleared.stdout

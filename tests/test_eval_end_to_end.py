@@ -150,23 +150,39 @@ def test_corrupt_stored_image_is_named(small_config, tmp_path):
 def test_default_eval_and_init_then_eval_agree(tmp_path):
     """`eval` with no config runs the embedded default; `init DIR` writes the same project, and
     `eval DIR/spqr.yaml` reproduces the default's results exactly."""
+    import os
+
     cli = [sys.executable, "-m", "spqr_fast.cli"]
     out = tmp_path / "default"
-    proc = subprocess.run(cli + ["eval", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "SPQR_ENGINE_CACHE": str(tmp_path / "engines")}
+    proc = subprocess.run(cli + ["eval", "--out", str(out)], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SPQR leaderboard" in proc.stdout and "demo-xattn-edit" in proc.stdout
     default = json.loads((out / "results.json").read_text())
     assert default["demo"] is True
 
     proj = tmp_path / "proj"
-    assert subprocess.run(cli + ["init", str(proj)], capture_output=True, timeout=300).returncode == 0
+    assert subprocess.run(cli + ["init", str(proj)], capture_output=True, timeout=300, env=env).returncode == 0
     for rel in ("models/base/unet/diffusion_pytorch_model.safetensors", "models/xattn-edit-unet.safetensors",
                 "models/finetuned-bft-lora/pytorch_lora_weights.safetensors", "judges/clip/model.safetensors"):
         assert (proj / rel).read_bytes() == (out / "embedded-project" / rel).read_bytes()
     shutil.copytree(out / "images", tmp_path / "again" / "images")  # generation is checked elsewhere; reuse
     proc = subprocess.run(cli + ["eval", str(proj / "spqr.yaml"), "--out", str(tmp_path / "again")],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["models"] == default["models"]
     assert not np.isnan([m["SPQR"] for m in default["models"] if m["SPQR"] is not None]).any()
+
+
+def test_eval_on_onnx_runtime_agrees_with_torch(small_config, tmp_path):
+    torch_run = _run(small_config(), tmp_path / "torch")
+    ort_run = _run(small_config(backend__kind="auto"), tmp_path / "ort")
+    chosen = {m["load"]["backend"]["chosen"] for m in ort_run["provenance"]["models"]}
+    assert chosen == {"ort-cpu"}
+    assert ort_run["provenance"]["backend"]["judges"]["clip"]["chosen"] == "ort"
+    for a, b in zip(torch_run["models"], ort_run["models"]):
+        assert a["name"] == b["name"]
+        assert b["metrics"]["clip_score"] == pytest.approx(a["metrics"]["clip_score"], abs=2e-3)
+        assert b["metrics"]["fid"] == pytest.approx(a["metrics"]["fid"], rel=0.05)
+        assert b["metrics"]["h_before"] == a["metrics"]["h_before"]

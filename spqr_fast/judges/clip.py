@@ -39,23 +39,101 @@ def text_embeddings(model, processor, texts: list[str], device: str):
     return torch.nn.functional.normalize(emb.float(), dim=-1)
 
 
+class OrtClipTowers:
+    """Both CLIP towers in one graph exported by Optimum (task zero-shot-image-classification);
+    its `image_embeds` and `text_embeds` outputs are already L2-normalised."""
+
+    def __init__(self, folder: Path, providers: list[str]):
+        from ..backends.ort_backend import OrtSession
+
+        self.session = OrtSession(folder / "model.onnx", providers).session
+        self.providers = self.session.get_providers()
+
+    def embeddings(self, pixel_values: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray):
+        image, text = self.session.run(["image_embeds", "text_embeds"], {
+            "pixel_values": pixel_values.astype(np.float32), "input_ids": input_ids.astype(np.int64),
+            "attention_mask": attention_mask.astype(np.int64)})
+        return image, text
+
+
+def export_clip(path: str, cache, hasher, log=print) -> Path:
+    """The Optimum export of a local CLIP folder, from the artefact cache (rebuilt if invalid)."""
+    from optimum.exporters.onnx import main_export
+
+    from ..export.onnx_export import _version
+
+    inputs = {"weights": hasher.tree(Path(path)), "component": "clip", "precision": "fp32",
+              "task": "zero-shot-image-classification", "optimum": _version("optimum-onnx"),
+              "onnx": _version("onnx"), "torch": _version("torch")}
+    folder = cache.folder("onnx-clip", inputs)
+    ok, why = cache.valid(folder)
+    if not ok:
+        if folder.exists():
+            log(f"CLIP artefact {folder.name}: {why} — rebuilding")
+            cache.discard(folder)
+        main_export(path, output=str(folder), task="zero-shot-image-classification", do_validation=False)
+        cache.seal(folder, inputs)
+    return folder
+
+
 class ClipScorer:
+    """CLIPScore on ONNX Runtime (Optimum export, parity-checked against torch) or eager torch."""
+
     name = "clip"
 
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32, backend: str = "torch",
+                 cache=None, hasher=None, log=print, tolerance: float = 1e-4):
         self.path = path
         self.device = device
         self.batch_size = batch_size
         self.model, self.processor = load_clip(path, device)
+        self.towers: OrtClipTowers | None = None
+        self.backend_report: dict = {"requested": backend, "chosen": "torch"}
+        if backend in ("auto", "ort"):
+            self._try_ort(cache, hasher, log, tolerance)
+
+    def _try_ort(self, cache, hasher, log, tolerance: float) -> None:
+        import onnxruntime as ort
+
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            towers = OrtClipTowers(export_clip(self.path, cache, hasher, log), providers)
+        except Exception as err:  # noqa: BLE001 - any failure: stay on torch and say why
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            log(f"CLIP on ONNX Runtime skipped: build failed: {why}")
+            self.backend_report["skipped"] = f"build failed: {why}"
+            return
+        rng = np.random.default_rng(0)
+        probe = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+        texts = ["a photo of a cat", "a red bus"]
+        reference = self._score_torch(probe, texts)
+        self.towers = towers
+        error = float(np.abs(self._score_ort(probe, texts) - reference).max())
+        if error > tolerance:
+            self.towers = None
+            log(f"CLIP on ONNX Runtime skipped: parity failed: error {error:.2e} > tolerance {tolerance:.0e}")
+            self.backend_report.update(skipped=f"parity failed ({error:.2e})")
+            return
+        self.backend_report.update(chosen="ort", providers=towers.providers, parity_error=error)
 
     def identity(self, hasher) -> dict:
+        # The backend is not part of the identity: both compute the same score (parity-checked).
         return {"judge": self.name, "weights_sha256": hasher.tree(Path(self.path)), "score": "cosine"}
+
+    def _score_torch(self, images, texts) -> np.ndarray:
+        im = image_embeddings(self.model, self.processor, images, self.device)
+        tx = text_embeddings(self.model, self.processor, texts, self.device)
+        return (im * tx).sum(-1).cpu().numpy()
+
+    def _score_ort(self, images, texts) -> np.ndarray:
+        pixels = self.processor(images=list(images), return_tensors="np")["pixel_values"]
+        tok = self.processor(text=list(texts), return_tensors="np", padding=True, truncation=True)
+        im, tx = self.towers.embeddings(pixels, tok["input_ids"], tok["attention_mask"])
+        return (im * tx).sum(-1)
 
     def score(self, images: list[np.ndarray], texts: list[str]) -> np.ndarray:
         """Per pair: cosine(image embedding, text embedding)."""
-        out = []
-        for s in range(0, len(images), self.batch_size):
-            im = image_embeddings(self.model, self.processor, images[s:s + self.batch_size], self.device)
-            tx = text_embeddings(self.model, self.processor, texts[s:s + self.batch_size], self.device)
-            out.append((im * tx).sum(-1).cpu().numpy())
+        fn = self._score_ort if self.towers is not None else self._score_torch
+        out = [fn(images[s:s + self.batch_size], texts[s:s + self.batch_size])
+               for s in range(0, len(images), self.batch_size)]
         return np.concatenate(out).astype(np.float64)
