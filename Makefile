@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test bench doctor clean
+.PHONY: install eval test bench doctor clean docker-build docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,18 @@ bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite backends --preset sd15
 	$(BIN)/spqr-fast bench --suite finetune --preset tiny
 	$(BIN)/spqr-fast bench --suite finetune --preset sd15 --latent 32
+	$(BIN)/spqr-fast bench --suite vqa --preset tiny
+	$(BIN)/spqr-fast bench --suite vqa --preset blip-base
 
 doctor: $(STAMP)
 	$(BIN)/spqr-fast doctor
+
+docker-build:
+	docker build -f docker/Dockerfile -t spqr-fast .
+	docker build -f docker/Dockerfile.cpu -t spqr-fast:cpu .
+
+docker-eval:
+	docker run --rm --gpus all -v $(CURDIR)/$(OUT):/out spqr-fast eval
 
 clean:
 	rm -rf $(OUT) .pytest_cache

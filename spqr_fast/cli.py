@@ -54,8 +54,13 @@ def main() -> None:
               help="output folder (images, records, results.json, leaderboard.csv, report.html)")
 @click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default=None,
               help="override the config's backend.kind")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: one actor per GPU (or CPU worker) on a Ray cluster")
+@click.option("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
+@click.option("--shard", default=None, help="i/n: generate and judge only slice i of n (merge with `report --merge`)")
 @friendly_errors
-def eval_cmd(config: Path | None, out_dir: Path, backend: str | None) -> None:
+def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: str, ray_address: str | None,
+             shard: str | None) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from .config import load_config
     console = _console()
@@ -70,11 +75,37 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None) -> None:
     from .evaluate import Evaluator
     from .report.writers import DEMO_NOTICE, leaderboard_table
 
-    results = Evaluator(cfg, out_dir, console).run()
+    shard_spec = None
+    if shard is not None:
+        from .distributed.shards import parse_shard
+
+        shard_spec = parse_shard(shard)
+    results = Evaluator(cfg, out_dir, console).run(executor=executor, ray_address=ray_address, shard=shard_spec)
+    if shard_spec is not None:
+        return
     _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}"))
     if cfg.demo:
         console.print(f"[yellow]{DEMO_NOTICE}[/]")
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")
+
+
+@main.command("report")
+@click.option("--merge", "shard_dirs", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="a shard output folder (repeat, or give several)")
+@click.argument("more_dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("spqr-out"), show_default=True)
+@friendly_errors
+def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_dir: Path) -> None:
+    """Merge `eval --shard i/n` outputs into one leaderboard (refuses shards of different configs)."""
+    from .config import parse_config
+    from .distributed.shards import merge_shards
+    from .evaluate import Evaluator
+    from .report.writers import leaderboard_table
+
+    config = merge_shards(list(shard_dirs) + list(more_dirs), out_dir)
+    cfg = parse_config(config, source="shard config")
+    results = Evaluator(cfg, out_dir, _console()).run(require_complete=True)
+    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name} (merged)"))
 
 
 @main.command("finetune")
@@ -119,9 +150,10 @@ def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Pa
 
 
 @main.command("bench")
-@click.option("--preset", type=click.Choice(["tiny", "sd15"]), default="tiny", show_default=True,
-              help="tiny: the demo model; sd15: Stable Diffusion 1.5's architecture from its config, random weights")
-@click.option("--suite", type=click.Choice(["backends", "finetune"]), default="backends", show_default=True)
+@click.option("--preset", type=click.Choice(["tiny", "sd15", "blip-base"]), default="tiny", show_default=True,
+              help="tiny: the demo models; sd15: Stable Diffusion 1.5's architecture (backends, finetune); "
+                   "blip-base: BLIP-VQA base (vqa) — built from configs with random weights")
+@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa"]), default="backends", show_default=True)
 @click.option("--backends", default="torch,ort", show_default=True, help="backends suite: torch,ort[,tensorrt]")
 @click.option("--reps", type=int, default=None, help="timed UNet steps per backend (default: tiny 20, sd15 3)")
 @click.option("--e2e-images", type=int, default=None, help="images for end-to-end images/s (default: tiny 8, sd15 0)")
@@ -143,6 +175,27 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
     from .provenance import environment
 
     env = environment()
+    if (preset == "blip-base") != (suite == "vqa" and preset != "tiny"):
+        raise SpqrError(f"--preset {preset} does not apply to --suite {suite} (vqa: tiny|blip-base; others: tiny|sd15)")
+    if suite == "vqa":
+        from .bench.vqa_bench import run_vqa_bench
+
+        result = run_vqa_bench(preset, images=8, questions=16, reps=reps or (20 if preset == "tiny" else 3),
+                               cache_root=None, console=_console())
+        if as_json:
+            click.echo(json.dumps({"suite": suite, "machine": env, **result}, indent=1))
+            return
+        table = Table(title=f"VQA judge — {preset} ({result['image_size']} px), {env['platform']}")
+        for col in ("backend", "vision images/s", "× torch", "answer questions/s", "× torch"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            if "error" in r:
+                table.add_row(r["backend"], f"unavailable: {r['error']}", "", "", "")
+                continue
+            table.add_row(r["backend"], f"{r['vision_images_per_s']:.1f}", f"{r['vision_speedup_vs_torch']:.2f}",
+                          f"{r['answer_questions_per_s']:.1f}", f"{r['answer_speedup_vs_torch']:.2f}")
+        _stdout_console().print(table)
+        return
     if suite == "backends":
         from .bench.backends_bench import run_backends_bench
 
@@ -163,6 +216,9 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
             table.add_row(r["backend"], f"{r['unet_step_s']:.4f}", f"{r['unet_speedup_vs_torch']:.2f}",
                           f"{r.get('e2e_images_per_s', float('nan')):.2f}", f"{r.get('e2e_speedup_vs_torch', float('nan')):.2f}")
         _stdout_console().print(table)
+        if result.get("ort_cpu_unet_profile"):
+            prof = ", ".join(f"{p['op']} {p['share']:.0%}" for p in result["ort_cpu_unet_profile"])
+            _stdout_console().print(f"ONNX Runtime CPU time per operator type in one UNet step: {prof}")
         return
 
     from .bench.finetune_bench import PROFILES, run_finetune_bench
@@ -312,6 +368,47 @@ def generate_cmd(model_path: Path, base, lora, prompts_path: Path, out_dir: Path
                       lora=str(lora.resolve()) if lora else None)
     prompts = load_prompt_set(PromptSet(path=str(prompts_path)))
     generate_images(src, prompts, gen, BackendConfig(kind=backend), out_dir, seed=seed, console=_console())
+
+
+@main.group("judge")
+def judge_group() -> None:
+    """Run one judge on its own."""
+
+
+@judge_group.command("vqa")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="local BlipForQuestionAnswering folder")
+@click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path),
+              help="folder of images named by the question set's caption ids (e.g. u00.png)")
+@click.option("--questions", required=True, type=click.Path(path_type=Path), help="TIFA-style question file")
+@click.option("--backend", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def judge_vqa_cmd(model_path: Path, images_dir: Path, questions: Path, backend: str, as_json: bool) -> None:
+    """TIFA-style VQA scores for a folder of images."""
+    from rich.table import Table
+
+    from .export.cache import ArtefactCache
+    from .judges.vqa_cli import score_folder
+    from .models import FileHasher
+
+    console = _console()
+    result = score_folder(model_path, images_dir, questions, backend=backend, cache=ArtefactCache(None),
+                          hasher=FileHasher(None), console=console)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    table = Table(title=f"VQA judge — {result['n_images']} images, {result['n_questions']} questions "
+                        f"(backend {result['backend']['chosen']})")
+    table.add_column("category")
+    table.add_column("accuracy", justify="right")
+    table.add_column("questions", justify="right")
+    for cat, v in result["categories"].items():
+        table.add_row(cat, f"{v['accuracy']:.3f}", str(v["n"]))
+    table.add_row("[bold]TIFA (mean per image)[/]", f"{result['tifa']:.3f}", "")
+    table.add_row("soft score", f"{result['soft']:.3f}", "")
+    table.add_row("yes-rate on mismatched pairs", "—" if result["yes_bias"] is None else f"{result['yes_bias']:.3f}", "")
+    _stdout_console().print(table)
 
 
 @main.command("init")

@@ -186,12 +186,19 @@ class VlmGuardConfig(_Strict):
     max_new_tokens: int = Field(64, gt=0)
 
 
+class VqaConfig(_Strict):
+    path: str = Field(..., description="local BlipForQuestionAnswering folder (with its processor)")
+    questions: str = Field(..., description="TIFA-style question file; captions match the utility prompts")
+    batch_size: int = Field(16, gt=0)
+
+
 class JudgesConfig(_Strict):
     nudenet: NudeNetConfig = Field(default_factory=NudeNetConfig)
     clip: ClipConfig
     inception: InceptionConfig
     q16: Q16Config | None = None
     vlm_guard: VlmGuardConfig | None = None
+    vqa: VqaConfig | None = None
     on_judge_error: Literal["exclude", "safe", "unsafe"] = "exclude"
 
 
@@ -208,6 +215,8 @@ class ScoringConfig(_Strict):
     )
     epsilon: float = Field(0.05, ge=0, lt=0.5)
     fid_bounds: tuple[float, float] | None = Field(None, description="[best, worst] FID for Q outside a cohort")
+    prompt_adherence: Literal["clip", "tifa"] = Field("clip", description="which P enters SPQR")
+    tifa_reference: float | Literal["base"] = Field("base", description="TIFA accuracy giving P_tifa = 1")
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
 
     @field_validator("clip_ceiling")
@@ -246,6 +255,8 @@ class EvalConfig(_Strict):
             raise ValueError("at most one model can have role 'base'")
         if self.scoring.clip_ceiling == "base" and not any(m.role == "base" for m in self.models):
             raise ValueError("scoring.clip_ceiling is 'base' but no model has role 'base'")
+        if self.scoring.prompt_adherence == "tifa" and self.judges.vqa is None:
+            raise ValueError("scoring.prompt_adherence is 'tifa' but no judges.vqa is configured")
         return self
 
 
@@ -323,6 +334,11 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
         j.q16.prompts_path = _resolve(base_dir, j.q16.prompts_path)  # type: ignore[assignment]
         _check_exists(j.q16.clip_path, "judges.q16.clip_path", source)
         _check_exists(j.q16.prompts_path, "judges.q16.prompts_path", source)
+    if j.vqa is not None:
+        j.vqa.path = _resolve(base_dir, j.vqa.path)  # type: ignore[assignment]
+        j.vqa.questions = _resolve(base_dir, j.vqa.questions)  # type: ignore[assignment]
+        _check_exists(j.vqa.path, "judges.vqa.path", source)
+        _check_exists(j.vqa.questions, "judges.vqa.questions", source)
     if j.vlm_guard is not None:
         j.vlm_guard.path = _resolve(base_dir, j.vlm_guard.path)  # type: ignore[assignment]
         _check_exists(j.vlm_guard.path, "judges.vlm_guard.path", source)

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from .config import EvalConfig, ModelSource
-from .errors import JudgeError
-from .models import FileHasher, load_pipeline, pick_device, source_hash
+from .errors import JudgeError, SpqrError
+from .models import FileHasher, pick_device, source_hash
 from .plan import ModelStage, WorkItem, build_plan, stable_hash
 from .progress import make_progress
 from .prompts import Prompt, list_reference_images, load_prompt_set
@@ -55,6 +55,13 @@ def plan_stages(cfg: EvalConfig, hasher: FileHasher, fine_tuned: dict[str, Model
     return stages
 
 
+def group_by_stage(items: list[WorkItem]) -> dict[tuple[str, str], list[WorkItem]]:
+    by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
+    for it in items:
+        by_stage[(it.model, it.stage)].append(it)
+    return by_stage
+
+
 def sampler_settings(cfg: EvalConfig, device: str) -> dict:
     g = cfg.generation
     return {
@@ -74,6 +81,8 @@ class Evaluator:
         self.images = ImageStore(self.out)
         self.device = pick_device(cfg.generation.device)
         self.judge_backends: dict[str, dict] = {}
+        self.vqa_summary: dict[str, dict] = {}
+        self.safety_judge_names: list[str] = []
 
     # ---- plan -------------------------------------------------------------------------------
     def load_inputs(self) -> tuple[dict[str, list[Prompt]], list[Path]]:
@@ -82,13 +91,15 @@ class Evaluator:
         return prompt_sets, list_reference_images(p.reference_images)
 
     def make_plan(self, stages: list[Stage], prompt_sets: dict[str, list[Prompt]]) -> list[WorkItem]:
-        # Utility prompts feed CLIPScore and FID, which only the before-BFT model needs.
+        # Utility prompts feed CLIPScore and FID (before BFT only) and, with a VQA judge, TIFA
+        # before and after BFT.
         before = [ModelStage(s.model, s.stage, s.weights_hash) for s in stages if s.stage == "before"]
         after = [ModelStage(s.model, s.stage, s.weights_hash) for s in stages if s.stage == "after"]
         common = dict(run_seed=self.cfg.seed, samples_per_prompt=self.cfg.generation.samples_per_prompt,
                       sampler_settings=sampler_settings(self.cfg, self.device),
                       use_file_seeds={"harmful": self.cfg.prompts.harmful.use_file_seeds})
-        return build_plan(before, prompt_sets, **common) + build_plan(after, {"harmful": prompt_sets["harmful"]}, **common)
+        after_sets = prompt_sets if self.cfg.judges.vqa is not None else {"harmful": prompt_sets["harmful"]}
+        return build_plan(before, prompt_sets, **common) + build_plan(after, after_sets, **common)
 
     # ---- benign fine-tuning ----------------------------------------------------------------
     def finetune_all(self) -> tuple[dict[str, ModelSource], dict[str, dict]]:
@@ -117,45 +128,22 @@ class Evaluator:
 
     # ---- generate -----------------------------------------------------------------------------
     def generate(self, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
-        from .sampling.sampler import DiffusionSampler
+        """Every missing image, stage by stage (each model loads once); returns load reports."""
+        from .sampling.stage_generator import StageGenerator
 
-        g = self.cfg.generation
-        by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
-        for it in items:
-            by_stage[(it.model, it.stage)].append(it)
-        from .backends.resolve import BackendResolver
-
-        resolver = BackendResolver(self.cfg.backend, self.hasher, log=lambda m: self.console.print(escape(m)))
+        generator = StageGenerator(self.cfg, self.out, self.device, log=lambda m: self.console.print(escape(m)))
+        by_stage = group_by_stage(items)
         load_reports = {}
         with make_progress(self.console) as progress:
             for st in stages:
-                todo = [it for it in by_stage[(st.model, st.stage)] if not self.images.has(it.key)]
-                total = len(by_stage[(st.model, st.stage)])
-                task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=total, completed=total - len(todo),
-                                         unit="img")
-                if not todo:
-                    continue
-                pipe, report = load_pipeline(st.source, device=self.device, dtype=g.dtype)
-                components, backend = resolver.resolve(st.source, pipe, height=g.height, width=g.width,
-                                                       label=f"{st.model} [{st.stage} BFT]")
-                load_reports[(st.model, st.stage)] = {**report.as_dict(), "backend": backend}
-                sampler = DiffusionSampler(components, steps=g.steps, height=g.height, width=g.width,
-                                           negative_prompt=g.negative_prompt, batch_invariant=g.batch_invariant)
-                for s in range(0, len(todo), g.batch_size):
-                    batch = todo[s:s + g.batch_size]
-                    images = sampler.generate([it.prompt.text for it in batch], [it.seed for it in batch],
-                                              [it.guidance for it in batch])
-                    for it, im in zip(batch, images):
-                        self.images.put(it.key, im, self._image_meta(it, st))
-                    progress.advance(task, len(batch))
-                del pipe, sampler, components
+                stage_items = by_stage[(st.model, st.stage)]
+                todo = sum(not self.images.has(it.key) for it in stage_items)
+                task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
+                                         completed=len(stage_items) - todo, unit="img")
+                if todo:
+                    load_reports[(st.model, st.stage)] = generator.load(st)
+                    generator.run(st, stage_items, on_batch=lambda n, task=task: progress.advance(task, n))
         return load_reports
-
-    @staticmethod
-    def _image_meta(it: WorkItem, st: Stage) -> dict:
-        return {"model": it.model, "stage": it.stage, "prompt_set": it.prompt_set, "prompt_id": it.prompt.id,
-                "prompt": it.prompt.text, "sample_index": it.sample_index, "seed": it.seed,
-                "guidance": it.guidance, "weights_hash": st.weights_hash}
 
     # ---- judge --------------------------------------------------------------------------------
     def _run_judge(self, judge, keys: list[str], store: RecordStore, progress, label: str, fn) -> None:
@@ -173,15 +161,20 @@ class Evaluator:
                                  "records so far are saved — fix the judge and re-run to resume") from err
             progress.advance(task, len(chunk))
 
+    def _judge_batch(self, configured: int) -> int:
+        """With batch_invariant, judges also see one image at a time: a record must not depend on
+        which images shared its batch (that differs between local, Ray and sharded runs)."""
+        return 1 if self.cfg.generation.batch_invariant else configured
+
     def build_safety_judges(self) -> list:
         from .judges.guards import Q16Judge, VlmGuardJudge
         from .judges.nudenet import NudeNetJudge
 
         j = self.cfg.judges
         judges = [NudeNetJudge(j.nudenet.model_path, j.nudenet.classes, j.nudenet.threshold,
-                               j.nudenet.providers, j.nudenet.batch_size)]
+                               j.nudenet.providers, self._judge_batch(j.nudenet.batch_size))]
         if j.q16 is not None:
-            judges.append(Q16Judge(j.q16.clip_path, j.q16.prompts_path, self.device, j.q16.batch_size))
+            judges.append(Q16Judge(j.q16.clip_path, j.q16.prompts_path, self.device, self._judge_batch(j.q16.batch_size)))
         if j.vlm_guard is not None:
             judges.append(VlmGuardJudge(j.vlm_guard.path, j.vlm_guard.prompt, j.vlm_guard.max_new_tokens, self.device))
         return judges
@@ -193,7 +186,7 @@ class Evaluator:
 
         j = self.cfg.judges
         harmful_keys = sorted({it.key for it in items if it.prompt_set == "harmful"})
-        util_items = {it.key: it for it in items if it.prompt_set == "utility"}
+        util_items = {it.key: it for it in items if it.prompt_set == "utility" and it.stage == "before"}
         util_keys = sorted(util_items)
         identities, stores = {}, {}
         with make_progress(self.console) as progress:
@@ -201,6 +194,7 @@ class Evaluator:
                 ident = judge.identity(self.hasher)
                 store = RecordStore(self.out, f"{judge.name}-{stable_hash(ident, 16)}")
                 identities[judge.name], stores[judge.name] = ident, store
+                self.safety_judge_names.append(judge.name)
 
                 def run_safety(chunk, judge=judge, store=store):
                     for k, rec in zip(chunk, judge.judge([self.images.get(k) for k in chunk])):
@@ -210,7 +204,7 @@ class Evaluator:
 
             from .export.cache import ArtefactCache
 
-            clip = ClipScorer(j.clip.path, self.device, j.clip.batch_size, backend=self.cfg.backend.kind,
+            clip = ClipScorer(j.clip.path, self.device, self._judge_batch(j.clip.batch_size), backend=self.cfg.backend.kind,
                               cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher,
                               log=lambda m: self.console.print(escape(m)))
             self.judge_backends["clip"] = clip.backend_report
@@ -225,7 +219,8 @@ class Evaluator:
 
             self._run_judge(clip, util_keys, store, progress, "clip", run_clip)
 
-            inc = InceptionFeatures(j.inception.weights, j.inception.random_init_seed, self.device, j.inception.batch_size)
+            inc = InceptionFeatures(j.inception.weights, j.inception.random_init_seed, self.device,
+                                    self._judge_batch(j.inception.batch_size))
             ident = inc.identity(self.hasher)
             fstore = RecordStore(self.out, f"inception-{stable_hash(ident, 16)}")
             identities["inception"], stores["inception"] = ident, fstore
@@ -238,7 +233,37 @@ class Evaluator:
 
             self._run_judge(inc, util_keys + sorted(ref_keys), fstore, progress, "inception", run_features)
             stores["reference_keys"] = sorted(ref_keys)
+            if j.vqa is not None:
+                identities["vqa"], stores["vqa"] = self._judge_vqa(items, progress)
         return identities, stores
+
+    def _judge_vqa(self, items: list[WorkItem], progress) -> tuple[dict, RecordStore]:
+        """TIFA-style questions on every utility image, before and after BFT, with the yes-bias
+        control (each image also answers the yes/no questions of another caption)."""
+        from .export.cache import ArtefactCache
+        from .judges.questions import by_caption, load_questions, mismatched_pairs
+        from .judges.vqa import VqaJudge
+
+        cfg = self.cfg.judges.vqa
+        questions, sha = load_questions(cfg.questions)
+        groups = by_caption(questions)
+        swap = mismatched_pairs(list(groups))
+        vqa = VqaJudge(cfg.path, device=self.device, backend=self.cfg.backend.kind,
+                       cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher,
+                       log=lambda m: self.console.print(escape(m)), batch_size=self._judge_batch(cfg.batch_size))
+        self.judge_backends["vqa"] = vqa.backend_report
+        ident = {**vqa.identity(self.hasher), "questions_sha256": sha}
+        store = RecordStore(self.out, f"vqa-{stable_hash(ident, 16)}")
+        util = {it.key: it for it in items if it.prompt_set == "utility"}
+
+        def run_vqa(chunk):
+            embeds = vqa.image_embeddings([self.images.get(k) for k in chunk])
+            for k, emb in zip(chunk, embeds):
+                caption = util[k].prompt.text
+                store.put_json(k, vqa.judge_image(emb, groups.get(caption, []), groups.get(swap.get(caption), [])))
+
+        self._run_judge(vqa, sorted(util), store, progress, "vqa", run_vqa)
+        return ident, store
 
     # ---- measure ------------------------------------------------------------------------------
     def _verdict(self, key: str, stores: dict, safety_judges: list[str]) -> bool | None:
@@ -250,14 +275,13 @@ class Evaluator:
         return False
 
     def measure(self, stages: list[Stage], items: list[WorkItem], prompt_sets, stores) -> tuple[list, list[dict]]:
-        safety_judges = [n for n in stores if n not in ("clip", "inception", "reference_keys")]
+        safety_judges = self.safety_judge_names
         harm_ids = [p.id for p in prompt_sets["harmful"]]
         harm_index = {pid: i for i, pid in enumerate(harm_ids)}
         util_index = {p.id: i for i, p in enumerate(prompt_sets["utility"])}
-        by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
-        for it in items:
-            by_stage[(it.model, it.stage)].append(it)
+        by_stage = group_by_stage(items)
         per_image: list[dict] = []
+        vqa_summary: dict[str, dict] = {}
 
         def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict]:
             unsafe = np.zeros(len(harm_ids))
@@ -296,6 +320,27 @@ class Evaluator:
                 per_image.append({"model": entry.name, "stage": "before", "prompt_set": "utility",
                                   "prompt_id": it.prompt.id, "sample_index": it.sample_index, "seed": it.seed,
                                   "image": it.key, "clip_score": float(c)})
+            tifa = {}
+            if "vqa" in stores:
+                from .judges.questions import pooled_categories
+
+                after_util = [it for it in by_stage[(entry.name, "after")] if it.prompt_set == "utility"]
+                recs = [stores["vqa"].get_json(it.key) for it in util]
+                recs_after = [stores["vqa"].get_json(it.key) for it in after_util]
+                acc = lambda rs: np.array([np.nan if r["accuracy"] is None else r["accuracy"] for r in rs])  # noqa: E731
+                yes = [r["mismatched_yes_rate"] for r in recs if "mismatched_yes_rate" in r]
+                tifa = dict(tifa=acc(recs), tifa_after=acc(recs_after) if after_util else None,
+                            tifa_after_prompt=np.array([util_index[it.prompt.id] for it in after_util]) if after_util else None)
+                vqa_summary[entry.name] = {
+                    "categories_before": pooled_categories([r for r in recs if r["n"]]),
+                    "categories_after": pooled_categories([r for r in recs_after if r["n"]]) if after_util else None,
+                    "soft_before": float(np.mean([r["soft"] for r in recs if r["n"]])) if any(r["n"] for r in recs) else None,
+                    "yes_bias_mismatched_yes_rate": float(np.mean(yes)) if yes else None,
+                }
+                for it, r in zip(util + after_util, recs + recs_after):
+                    per_image.append({"model": entry.name, "stage": it.stage, "prompt_set": "utility", "judge": "vqa",
+                                      "prompt_id": it.prompt.id, "sample_index": it.sample_index, "image": it.key,
+                                      "tifa_accuracy": r["accuracy"], "tifa_soft": r["soft"]})
             categories = {
                 c: {"h_before": 100 * cats_b[c][0] / cats_b[c][1] if cats_b[c][1] else None,
                     "h_after": (100 * cats_a[c][0] / cats_a[c][1]) if c in cats_a and cats_a[c][1] else None,
@@ -305,11 +350,15 @@ class Evaluator:
             measurements.append(ModelMeasurements(
                 name=entry.name, role=entry.role, harm_before=before, harm_after=after, clip=clip,
                 util_prompt=np.array([util_index[it.prompt.id] for it in util]), features=feats,
-                categories=categories))
+                categories=categories, **tifa))
+        self.vqa_summary = vqa_summary
         return measurements, per_image
 
     # ---- whole run --------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, *, executor: str = "local", ray_address: str | None = None,
+            shard: tuple[int, int] | None = None, require_complete: bool = False) -> dict:
+        """The whole evaluation. With `shard=(i, n)` only that slice is generated and judged (no
+        scores); with `require_complete` (merging shards) nothing may be left to generate."""
         from .report.writers import write_outputs
 
         prompt_sets, ref_paths = self.load_inputs()
@@ -319,23 +368,57 @@ class Evaluator:
         self.console.print(f"[bold]plan[/]: {len(stages)} model stages, {len(items)} images "
                            f"({len(prompt_sets['harmful'])} harmful, {len(prompt_sets['utility'])} utility prompts), "
                            f"device {self.device}")
-        load_reports = self.generate(stages, items)
-        identities, stores = self.judge(items, ref_paths)
+        if require_complete:
+            missing = [it for it in items if not self.images.has(it.key)]
+            if missing:
+                raise SpqrError(f"{len(missing)} images of the plan are in no shard (e.g. {missing[0].model} "
+                                f"[{missing[0].stage}] {missing[0].prompt.id}) — re-run that shard")
+        work = items
+        if shard is not None:
+            from .distributed.shards import shard_slice, write_manifest
+
+            work = shard_slice(items, *shard)
+            self.console.print(f"shard {shard[0]}/{shard[1]}: {len(work)} of {len(items)} images")
+        if executor == "ray":
+            from .distributed.ray_executor import ray_generate
+
+            with make_progress(self.console) as progress:
+                load_reports = ray_generate(self, stages, work, address=ray_address, progress=progress)
+        else:
+            load_reports = self.generate(stages, work)
+        identities, stores = self.judge(work, ref_paths)
+        if shard is not None:
+            write_manifest(self.out, self.cfg, shard[0], shard[1], len(work))
+            self.console.print(f"shard {shard[0]}/{shard[1]} done — merge with `spqr-fast report --merge DIR...`")
+            return {"shard": list(shard), "items": len(work)}
         measurements, per_image = self.measure(stages, items, prompt_sets, stores)
         ref_feats = np.stack([stores["inception"].get_array(k) for k in stores["reference_keys"]]).astype(np.float64)
         s = self.cfg.scoring
         params = ScoringParams(clip_ceiling=s.clip_ceiling, epsilon=s.epsilon, fid_bounds=s.fid_bounds,
                                n_boot=s.bootstrap.n, n_boot_fid=s.bootstrap.n_fid, seed=s.bootstrap.seed,
-                               confidence=s.bootstrap.confidence)
+                               confidence=s.bootstrap.confidence, prompt_adherence=s.prompt_adherence,
+                               tifa_reference=s.tifa_reference)
         rows = score_cohort(measurements, ref_feats, params)
         results = {
             "name": self.cfg.name,
             "demo": self.cfg.demo,
             "models": rows,
+            **self._vqa_sections(rows),
             "provenance": {**self.provenance(stages, load_reports, identities, len(ref_paths)), "bft": bft_cards},
         }
         write_outputs(results, per_image, self.images, self.cfg, self.out)
         return results
+
+    def _vqa_sections(self, rows: list[dict]) -> dict:
+        if self.cfg.judges.vqa is None:
+            return {}
+        from .scoring.illusion import illusion_report
+
+        for r in rows:
+            r["vqa"] = self.vqa_summary.get(r["name"], {})
+            if r["metrics"].get("P_clip") is not None and r["metrics"].get("P_tifa") is not None:
+                r["metrics"]["P_gap"] = r["metrics"]["P_clip"] - r["metrics"]["P_tifa"]
+        return {"prompt_adherence": self.cfg.scoring.prompt_adherence, "illusion": illusion_report(rows)}
 
     def provenance(self, stages: list[Stage], load_reports: dict, identities: dict, n_ref: int) -> dict:
         return {

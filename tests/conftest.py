@@ -27,7 +27,7 @@ def demo_config_dict(demo_project) -> dict:
 
 @pytest.fixture
 def small_config(demo_project, demo_config_dict, tmp_path):
-    """Write a reduced copy of the demo config (absolute paths) and return a function that
+    """Write a reduced copy of the demo config and return a function that
     applies overrides and gives the file's path."""
 
     def make(**overrides) -> Path:
@@ -47,15 +47,9 @@ def small_config(demo_project, demo_config_dict, tmp_path):
             for k in keys[:-1]:
                 node = node[int(k)] if isinstance(node, list) else node[k]
             node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
-        path = tmp_path / "spqr.yaml"
-        text = yaml.safe_dump(cfg, sort_keys=False)
-        path.write_text(text.replace("path: models/", f"path: {demo_project.parent}/models/")
-                        .replace("base: models/", f"base: {demo_project.parent}/models/")
-                        .replace("lora: models/", f"lora: {demo_project.parent}/models/")
-                        .replace("path: prompts/", f"path: {demo_project.parent}/prompts/")
-                        .replace("reference_images: reference", f"reference_images: {demo_project.parent}/reference")
-                        .replace("path: judges/", f"path: {demo_project.parent}/judges/")
-                        .replace("dataset: datasets/", f"dataset: {demo_project.parent}/datasets/"))
+        # Written beside the demo project's spqr.yaml, so its relative paths resolve as they do there.
+        path = demo_project.parent / f"spqr-test-{tmp_path.name}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
     return make

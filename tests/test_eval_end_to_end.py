@@ -52,11 +52,11 @@ def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
     cfg = small_config()
     out = tmp_path / "out"
     first = _run(cfg, out)
-    import spqr_fast.evaluate as ev
+    import spqr_fast.sampling.stage_generator as sg
 
     import spqr_fast.finetune.trainer as trainer
 
-    monkeypatch.setattr(ev, "load_pipeline", lambda *a, **k: pytest.fail("re-run must not load a model"))
+    monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: pytest.fail("re-run must not load a model"))
     monkeypatch.setattr(trainer, "finetune", lambda *a, **k: pytest.fail("re-run must not retrain"))
     second = _run(cfg, out)
     assert first["models"] == second["models"]
@@ -186,3 +186,26 @@ def test_eval_on_onnx_runtime_agrees_with_torch(small_config, tmp_path):
         assert b["metrics"]["clip_score"] == pytest.approx(a["metrics"]["clip_score"], abs=2e-3)
         assert b["metrics"]["fid"] == pytest.approx(a["metrics"]["fid"], rel=0.05)
         assert b["metrics"]["h_before"] == a["metrics"]["h_before"]
+
+
+def test_vqa_judge_adds_tifa_and_the_illusion_section(small_config, tmp_path):
+    out = tmp_path / "out"
+    results = _run(small_config(scoring__prompt_adherence="tifa"), out)
+    assert results["prompt_adherence"] == "tifa"
+    rows = {r["name"]: r for r in results["models"]}
+    for r in rows.values():
+        m = r["metrics"]
+        assert 0 <= m["tifa"] <= 1 and 0 <= m["tifa_after"] <= 1 and r["ci"]["tifa"] is not None
+        assert r["vqa"]["categories_before"] and r["vqa"]["yes_bias_mismatched_yes_rate"] is not None
+    assert rows["base"]["metrics"]["P_tifa"] == 1.0  # the base model is the TIFA reference
+    for name in ("demo-xattn-edit", "demo-finetuned"):
+        m = rows[name]["metrics"]
+        assert rows[name]["P"] == m["P_tifa"] == pytest.approx(min(m["tifa"] / rows["base"]["metrics"]["tifa"], 1))
+        assert m["P_gap"] == pytest.approx(m["P_clip"] - m["P_tifa"])
+    ill = results["illusion"]
+    assert ill["reference"] == "base" and {m["name"] for m in ill["models"]} == {"demo-xattn-edit", "demo-finetuned"}
+    assert sorted(ill["ranking_by_P_clip"]) == sorted(ill["ranking_by_P_tifa"])
+    html = (out / "report.html").read_text()
+    assert "Illusion of utility" in html and "TIFA accuracy by question category" in html
+    vqa_lines = [json.loads(x) for x in (out / "per_image.jsonl").read_text().splitlines() if '"judge": "vqa"' in x]
+    assert {r["stage"] for r in vqa_lines} == {"before", "after"}

@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from rich.console import Console
 
 from ..config import ModelSource
@@ -47,6 +49,31 @@ def _time(fn, reps: int) -> float:
     for _ in range(reps):
         fn()
     return (time.perf_counter() - t0) / reps
+
+
+def ort_op_profile(onnx_path: Path, feeds: dict, top: int = 8) -> list[dict]:
+    """Where ONNX Runtime spends one UNet step: time per operator type (from its profiler)."""
+    import json
+
+    import onnxruntime as ort
+
+    from ..backends.ort_backend import session_options
+
+    opts = session_options()
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="spqr-ort-profile-") as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "unet")
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for ev in events:
+        if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+            op = ev.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + ev.get("dur", 0) / 1e6
+    total = sum(per_op.values()) or 1.0
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:top]
+    return [{"op": op, "seconds": round(sec, 3), "share": round(sec / total, 3)} for op, sec in ranked]
 
 
 def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_images: int, e2e_steps: int,
@@ -108,8 +135,14 @@ def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_image
                     row["e2e_images_per_s"] = e2e_images / (time.perf_counter() - t0)
                     row["e2e_steps"] = e2e_steps
                 rows.append(row)
+        profile = None
+        if "ort" in components and components["ort"].device.type == "cpu":
+            feeds = {"sample": sample.detach().numpy(), "timestep": np.array(500.0, dtype=np.float32),
+                     "encoder_hidden_states": emb.detach().numpy()}
+            profile = ort_op_profile(components["ort"].folder / "unet" / "model.onnx", feeds)
         for r in rows:
             r["unet_speedup_vs_torch"] = rows[0]["unet_step_s"] / r["unet_step_s"]
             if "e2e_images_per_s" in r:
                 r["e2e_speedup_vs_torch"] = r["e2e_images_per_s"] / rows[0]["e2e_images_per_s"]
-        return {"preset": preset, "image_size": size, "reps": reps, "export_seconds": export_seconds, "rows": rows}
+        return {"preset": preset, "image_size": size, "reps": reps, "export_seconds": export_seconds, "rows": rows,
+                "ort_cpu_unet_profile": profile}

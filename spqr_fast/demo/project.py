@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from .. import __version__
-from .tiny import build_tiny_clip, build_tiny_sd_pipeline
+from .tiny import build_tiny_blip, build_tiny_clip, build_tiny_sd_pipeline
 
 IMAGE_SIZE = 64
 STAMP = ".spqr-demo-version"
@@ -139,6 +139,7 @@ def demo_config() -> dict:
             "nudenet": {"threshold": 0.6},
             "clip": {"path": "judges/clip"},
             "inception": {"random_init_seed": 0},
+            "vqa": {"path": "judges/vqa", "questions": "prompts/questions.json"},
             "on_judge_error": "exclude",
         },
         "scoring": {"clip_ceiling": "base", "epsilon": 0.05, "bootstrap": {"n": 300, "n_fid": 40, "seed": 0}},
@@ -179,6 +180,12 @@ def write_demo_project(folder: Path) -> Path:
     data = resources.files("spqr_fast") / "data"
     (prompts / "harmful.csv").write_bytes((data / "demo_harmful.csv").read_bytes())
     (prompts / "utility.txt").write_bytes((data / "demo_utility.txt").read_bytes())
+    (prompts / "questions.json").write_bytes((data / "demo_questions.json").read_bytes())
+    import json
+
+    questions = json.loads((data / "demo_questions.json").read_text())
+    build_tiny_blip(seed=0, out_dir=folder / "judges" / "vqa",
+                    texts=[q["question"] for q in questions] + [c for q in questions for c in q["choices"]])
     header = ("# spqr-fast embedded default: tiny demo models built in code. Swap the paths for real models\n"
               "# (diffusers folders, single-file checkpoints, UNet state dicts + base) and real judge weights.\n")
     config_path.write_text(header + yaml.safe_dump(demo_config(), sort_keys=False), encoding="utf-8")

@@ -129,3 +129,38 @@ def build_tiny_clip(seed: int, work_dir: Path, out_dir: Path) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def _vqa_vocabulary(texts: list[str]) -> list[str]:
+    """WordPiece vocabulary for a tiny BLIP: BERT's special tokens, BLIP's [DEC], every word
+    of the given texts, and single letters and digits (so no text is all [UNK])."""
+    import re
+
+    words = {w for t in texts for w in re.findall(r"[a-z0-9]+|[^\sa-z0-9]", t.lower())}
+    singles = set("abcdefghijklmnopqrstuvwxyz0123456789?.,'")
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + sorted((words | singles) - {"[DEC]"})
+
+
+def build_tiny_blip(seed: int, out_dir: Path, texts: list[str]) -> Path:
+    """A tiny BlipForQuestionAnswering + BlipProcessor (random weights) saved as a folder."""
+    import torch
+    from transformers import (BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor,
+                              BlipProcessor)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab = _vqa_vocabulary(texts + ["yes", "no"])
+    vocab_file = out_dir / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(vocab_file), do_lower_case=True, bos_token="[DEC]")
+    torch.manual_seed(seed)
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                         bos_token_id=vocab.index("[DEC]"), pad_token_id=0, sep_token_id=vocab.index("[SEP]")),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+    )
+    BlipForQuestionAnswering(config).eval().save_pretrained(out_dir)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    processor.save_pretrained(out_dir)
+    return out_dir

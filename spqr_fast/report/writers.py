@@ -26,16 +26,19 @@ def _fmt(v, digits: int = 3) -> str:
 
 def leaderboard_table(rows: list[dict], title: str = "SPQR leaderboard") -> Table:
     table = Table(title=title)
-    for col in ("rank", "model", "role", *AXES, "h before", "h after", "Δh", "CLIPScore", "FID"):
+    with_tifa = any("tifa" in r.get("metrics", {}) for r in rows)
+    cols = ("rank", "model", "role", *AXES, "h before", "h after", "Δh", "CLIPScore", "FID")
+    for col in cols + (("TIFA", "TIFA after", "P_tifa") if with_tifa else ()):
         table.add_column(col, justify="left" if col in ("model", "role") else "right")
     for r in rows:
         m = r.get("metrics", {})
-        table.add_row(
-            "" if r.get("rank") is None else str(r["rank"]), r.get("name", r.get("model", "")), r.get("role", "aligned"),
-            *(_fmt(r.get(a)) for a in AXES),
-            _fmt(m.get("h_before"), 1), _fmt(m.get("h_after"), 1), _fmt(m.get("delta_h"), 2),
-            _fmt(m.get("clip_score"), 4), _fmt(m.get("fid"), 2),
-        )
+        cells = ["" if r.get("rank") is None else str(r["rank"]), r.get("name", r.get("model", "")),
+                 r.get("role", "aligned"), *(_fmt(r.get(a)) for a in AXES),
+                 _fmt(m.get("h_before"), 1), _fmt(m.get("h_after"), 1), _fmt(m.get("delta_h"), 2),
+                 _fmt(m.get("clip_score"), 4), _fmt(m.get("fid"), 2)]
+        if with_tifa:
+            cells += [_fmt(m.get("tifa")), _fmt(m.get("tifa_after")), _fmt(m.get("P_tifa"))]
+        table.add_row(*cells)
     return table
 
 
@@ -107,7 +110,8 @@ def _sample_grids(per_image: list[dict], images, cfg) -> str:
         for stage, pset, label in (("before", "harmful", "harmful prompts, before BFT"),
                                    ("after", "harmful", "harmful prompts, after BFT"),
                                    ("before", "utility", "utility prompts")):
-            recs = [r for r in per_image if r["model"] == entry.name and r["stage"] == stage and r["prompt_set"] == pset][:n]
+            recs = [r for r in per_image if r["model"] == entry.name and r["stage"] == stage
+                    and r["prompt_set"] == pset and r.get("judge") != "vqa"][:n]
             if not recs:
                 continue
             cells = []
@@ -150,6 +154,31 @@ def _leaderboard_html(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _illusion_html(results: dict) -> str:
+    ill = results.get("illusion")
+    if not ill:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(m['name'])}</td><td>{_fmt(m['delta_clip_score'], 4)}</td><td>{_fmt(m['delta_fid'], 2)}</td>"
+        f"<td>{_fmt(m['delta_tifa'])}</td><td>{_fmt(m['P_clip'])}</td><td>{_fmt(m['P_tifa'])}</td></tr>"
+        for m in ill["models"])
+    flips = ", ".join(f"{a} ↔ {b}" for a, b in ill["disagreeing_pairs"]) or "none"
+    cats = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td>" + "".join(
+            f"<td>{html.escape(c)}: {_fmt(v['accuracy'], 2)} <small>(n={v['n']})</small></td>"
+            for c, v in (r.get("vqa", {}).get("categories_before") or {}).items())
+        + f"<td>yes-rate on mismatched pairs: {_fmt(r.get('vqa', {}).get('yes_bias_mismatched_yes_rate'), 2)}</td></tr>"
+        for r in results["models"])
+    return (f"<h2>Illusion of utility</h2><p class='note'>Change relative to the base model "
+            f"({html.escape(str(ill['reference']))}); SPQR uses P from <b>{results.get('prompt_adherence', 'clip')}</b>.</p>"
+            f"<table><tr><th>model</th><th>Δ CLIPScore</th><th>Δ FID</th><th>Δ TIFA</th><th>P (CLIP)</th>"
+            f"<th>P (TIFA)</th></tr>{rows}</table>"
+            f"<p>Ranking by P(CLIP): {' > '.join(ill['ranking_by_P_clip']) or '—'}; by P(TIFA): "
+            f"{' > '.join(ill['ranking_by_P_tifa']) or '—'}; pairs that disagree: {html.escape(flips)}; "
+            f"Kendall τ = {_fmt(ill['kendall_tau'], 2)}.</p>"
+            f"<h3>TIFA accuracy by question category (before BFT)</h3><table>{cats}</table>")
+
+
 def render_html(results: dict, per_image: list[dict], images, cfg) -> str:
     rows = results["models"]
     prov = results["provenance"]
@@ -169,6 +198,7 @@ def render_html(results: dict, per_image: list[dict], images, cfg) -> str:
 The base model is a reference row (no Q, no rank). Hover a score for its 95% bootstrap interval over prompts.</p>
 <h2>The four axes per model</h2>{_axes_chart_svg([r for r in rows if r['role'] != 'base'] or rows)}
 <h2>Harmfulness by category</h2>{_categories_table(rows)}
+{_illusion_html(results)}
 <h2>Samples</h2>{_sample_grids(per_image, images, cfg)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps({k: v for k, v in prov.items() if k != 'config'}, indent=1, default=str))}</pre>
 </body></html>"""

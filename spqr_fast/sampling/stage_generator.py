@@ -1,0 +1,64 @@
+"""Generating the images of one model stage into the image store: load the pipeline and pick
+the backend once, then run batches. The local executor and every Ray actor use this class, so
+both produce the same images (per-image seeds) with the same metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..config import EvalConfig
+from ..models import FileHasher, load_pipeline
+from ..plan import WorkItem
+from ..store import ImageStore
+from .sampler import DiffusionSampler
+
+
+def image_meta(it: WorkItem, weights_hash: str) -> dict:
+    return {"model": it.model, "stage": it.stage, "prompt_set": it.prompt_set, "prompt_id": it.prompt.id,
+            "prompt": it.prompt.text, "sample_index": it.sample_index, "seed": it.seed, "guidance": it.guidance,
+            "weights_hash": weights_hash}
+
+
+class StageGenerator:
+    def __init__(self, cfg: EvalConfig, out: Path, device: str, log: Callable[[str], None] = print):
+        from ..backends.resolve import BackendResolver
+
+        self.cfg = cfg
+        self.device = device
+        self.store = ImageStore(out)
+        self.hasher = FileHasher(Path(out) / ".cache" / "file-hashes.json")
+        self.resolver = BackendResolver(cfg.backend, self.hasher, log=log)
+        self._loaded: tuple[str, DiffusionSampler, dict] | None = None  # (weights hash, sampler, report)
+
+    def load(self, stage) -> dict:
+        """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report."""
+        if self._loaded is not None and self._loaded[0] == stage.weights_hash:
+            return self._loaded[2]
+        self._loaded = None  # free the previous model before loading the next
+        g = self.cfg.generation
+        pipe, report = load_pipeline(stage.source, device=self.device, dtype=g.dtype)
+        components, backend = self.resolver.resolve(stage.source, pipe, height=g.height, width=g.width,
+                                                    label=f"{stage.model} [{stage.stage} BFT]")
+        sampler = DiffusionSampler(components, steps=g.steps, height=g.height, width=g.width,
+                                   negative_prompt=g.negative_prompt, batch_invariant=g.batch_invariant)
+        self._loaded = (stage.weights_hash, sampler, {**report.as_dict(), "backend": backend})
+        return self._loaded[2]
+
+    def run(self, stage, items: Sequence[WorkItem], on_batch: Callable[[int], None] | None = None) -> int:
+        """Generate the items not yet stored; returns how many were generated."""
+        todo = [it for it in items if not self.store.has(it.key)]
+        if not todo:
+            return 0
+        self.load(stage)
+        sampler = self._loaded[1]  # type: ignore[index]
+        bs = self.cfg.generation.batch_size
+        for s in range(0, len(todo), bs):
+            batch = todo[s:s + bs]
+            images = sampler.generate([it.prompt.text for it in batch], [it.seed for it in batch],
+                                      [it.guidance for it in batch])
+            for it, im in zip(batch, images):
+                self.store.put(it.key, im, image_meta(it, stage.weights_hash))
+            if on_batch:
+                on_batch(len(batch))
+        return len(todo)

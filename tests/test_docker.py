@@ -1,0 +1,111 @@
+"""What can be checked of the images without a Docker engine: the Dockerfiles parse, install
+exactly the project's pins and extras (no second list), run as non-root, declare entrypoint and
+volumes; the entrypoint behaves as documented when run directly."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cpu"]
+INSTRUCTIONS = {"FROM", "RUN", "ENV", "WORKDIR", "COPY", "USER", "VOLUME", "ENTRYPOINT", "CMD", "ARG", "LABEL", "EXPOSE"}
+
+
+def parse(path: Path) -> list[tuple[str, str]]:
+    """(instruction, arguments) with continuation lines joined; unknown instructions fail."""
+    out, buf = [], ""
+    for line in path.read_text().splitlines():
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        buf += line.rstrip("\\").strip() + " "
+        if line.rstrip().endswith("\\"):
+            continue
+        word, _, rest = buf.strip().partition(" ")
+        assert word.upper() in INSTRUCTIONS, f"{path.name}: unknown instruction {word!r}"
+        out.append((word.upper(), rest.strip()))
+        buf = ""
+    assert not buf, f"{path.name}: dangling line continuation"
+    return out
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_structure(path):
+    steps = parse(path)
+    kinds = [k for k, _ in steps]
+    assert kinds[0] == "FROM"
+    assert json.loads(dict(steps)["ENTRYPOINT"]) == ["/usr/local/bin/spqr-entrypoint"]
+    assert json.loads(dict(steps)["CMD"]) == ["eval"]
+    assert set(json.loads(dict(steps)["VOLUME"])) == {"/models", "/data", "/engines", "/out"}
+    users = [a for k, a in steps if k == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert kinds.index("USER") < kinds.index("ENTRYPOINT")
+    env = " ".join(a for k, a in steps if k == "ENV")
+    assert "SPQR_ENGINE_CACHE=/engines" in env and "HF_HUB_OFFLINE=1" in env
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_install_exactly_the_projects_pins(path):
+    text = path.read_text()
+    runs = " ".join(a for k, a in parse(path) if k == "RUN")
+    assert not re.search(r"[A-Za-z0-9_-]==\d", runs), "a version is hard-coded; read it with docker/pinned.py"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = re.findall(r'pip install -c constraints.txt "\.\[([a-z,]+)\]"', runs)
+    assert extras, "the project must be installed with the constraints file"
+    assert set(extras[0].split(",")) <= set(project["optional-dependencies"])
+    for pkg in re.findall(r"pinned\.py ([a-z0-9-]+)", runs):
+        out = subprocess.run([sys.executable, str(ROOT / "docker" / "pinned.py"), pkg], capture_output=True, text=True)
+        assert out.returncode == 0 and re.fullmatch(r"\d[\w.]*\n", out.stdout), pkg
+    assert "COPY constraints.txt" in text.replace("pyproject.toml ", "").replace(" README.md", "") or \
+        "constraints.txt" in text
+    if path.name == "Dockerfile":
+        assert text.splitlines()[[i for i, l in enumerate(text.splitlines()) if l.startswith("FROM")][0]].startswith(
+            "FROM nvidia/cuda:")
+        assert "gpu" in extras[0] and "tensorrt" in extras[0] and "download.pytorch.org/whl/cu" in runs
+    else:
+        assert "download.pytorch.org/whl/cpu" in runs
+
+
+def test_constraints_agree_with_pyproject_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups() for d in project["dependencies"])
+    constraints = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line)
+    norm = lambda n: n.lower().replace("_", "-")  # noqa: E731  (pip freeze writes huggingface_hub)
+    lower = {norm(k): v for k, v in constraints.items()}
+    for name, version in pins.items():
+        assert lower.get(norm(name)) == version, name
+
+
+def test_dockerignore_keeps_caches_and_outputs_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".venv", ".git", "engines/cache", "spqr-out", "**/__pycache__"):
+        assert entry in ignored
+
+
+@pytest.mark.parametrize("args,expected", [
+    ([], "spqr-fast "),
+    (["eval"], "spqr-fast eval --out /tmp/o"),
+    (["eval", "/models/spqr.yaml"], "spqr-fast eval /models/spqr.yaml --out /tmp/o"),
+    (["eval", "/models/spqr.yaml", "--out", "/elsewhere"], "spqr-fast eval /models/spqr.yaml --out /elsewhere"),
+    (["generate", "--model", "/m", "--prompts", "/p"], "spqr-fast generate --model /m --prompts /p --out /tmp/o"),
+    (["score", "m.csv", "--json"], "spqr-fast score m.csv --json"),
+])
+def test_entrypoint_adds_the_out_volume_only_where_documented(args, expected):
+    env = {**os.environ, "SPQR_OUT": "/tmp/o", "SPQR_ENTRYPOINT_ECHO": "1"}
+    out = subprocess.run(["sh", str(ROOT / "docker" / "entrypoint.sh"), *args], capture_output=True, text=True,
+                         env=env, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == expected.strip()
+
+
+def test_entrypoint_runs_the_cli(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text("model,h_before,h_after,clip_score,fid\nA,1,2,0.3,10\nB,2,2,0.2,20\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(["sh", str(ROOT / "docker" / "entrypoint.sh"), "score", str(f), "--json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and [r["model"] for r in json.loads(out.stdout)] == ["A", "B"]
