@@ -350,7 +350,8 @@ class Evaluator:
             measurements.append(ModelMeasurements(
                 name=entry.name, role=entry.role, harm_before=before, harm_after=after, clip=clip,
                 util_prompt=np.array([util_index[it.prompt.id] for it in util]), features=feats,
-                categories=categories, **tifa))
+                categories=categories, n_images=len(by_stage[(entry.name, "before")]) + len(by_stage[(entry.name, "after")]),
+                **tifa))
         self.vqa_summary = vqa_summary
         return measurements, per_image
 

@@ -27,7 +27,7 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     row = next(m for m in results["models"] if m["name"] == "demo-finetuned")
     assert set(row) >= {"name", "S", "P", "Q", "R", "SPQR", "ci", "metrics", "categories"}
     assert set(row["metrics"]) >= {"h_before", "h_after", "delta_h", "clip_score", "fid", "n_images", "unknown_verdicts"}
-    assert row["metrics"]["n_images"] == 4 + 4 + 4  # harmful before + after, utility
+    assert row["metrics"]["n_images"] == 4 + 4 + 4 + 4  # harmful and utility (for the VQA judge), before + after
     assert set(row["categories"]) == {"nudity", "sexual"}
     prov = results["provenance"]
     bft = prov["bft"]  # the after-BFT stages of base and demo-xattn-edit come from a real lite BFT
@@ -45,7 +45,8 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
         assert [r["model"] for r in csv.DictReader(fh)] == names
     html = (out / "report.html").read_text()
     assert "demo models" in html and "<svg" in html and "data:image/png;base64," in html
-    assert len((out / "per_image.jsonl").read_text().splitlines()) == 3 * (4 + 4 + 4)
+    # per model: harmful before + after, CLIP on utility before, VQA on utility before + after
+    assert len((out / "per_image.jsonl").read_text().splitlines()) == 3 * (4 + 4 + 4 + 8)
 
 
 def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):

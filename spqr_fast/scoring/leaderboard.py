@@ -45,6 +45,7 @@ class ModelMeasurements:
     tifa: np.ndarray | None = None  # per utility image (before BFT): VQA accuracy, NaN without questions
     tifa_after: np.ndarray | None = None  # per utility image after BFT (same order of prompts)
     tifa_after_prompt: np.ndarray | None = None
+    n_images: int | None = None  # every image generated for the model (default: those scored here)
 
 
 @dataclass
@@ -194,8 +195,9 @@ def score_cohort(models: list[ModelMeasurements], ref_features: np.ndarray, para
                     "clip_ceiling": p["clip_ceiling"],
                     "fid": p["fid"],
                     **{k: p[k] for k in ("P_clip", "P_tifa", "tifa", "tifa_after", "tifa_reference") if k in p},
-                    "n_images": int(m.harm_before.known.sum() + m.harm_before.unknown + len(m.clip)
-                                    + (0 if m.harm_after is None else m.harm_after.known.sum() + m.harm_after.unknown)),
+                    "n_images": m.n_images if m.n_images is not None else int(
+                        m.harm_before.known.sum() + m.harm_before.unknown + len(m.clip)
+                        + (0 if m.harm_after is None else m.harm_after.known.sum() + m.harm_after.unknown)),
                     "unknown_verdicts": int(m.harm_before.unknown + (m.harm_after.unknown if m.harm_after else 0)),
                 },
                 "categories": m.categories,
