@@ -146,8 +146,10 @@ class Evaluator:
         return load_reports
 
     # ---- judge --------------------------------------------------------------------------------
-    def _run_judge(self, judge, keys: list[str], store: RecordStore, progress, label: str, fn) -> None:
-        todo = [k for k in keys if not store.has(k, ".npy" if label == "inception" else ".json")]
+    def _run_judge(self, judge, keys: list[str], store: RecordStore, progress, label: str, fn,
+                   suffix: str = ".json") -> None:
+        """Run `fn` over the keys without a stored record, in the judge's batches."""
+        todo = [k for k in keys if not store.has(k, suffix)]
         task = progress.add_task(f"judge {label}", total=len(keys), completed=len(keys) - len(todo), unit="img")
         bs = getattr(judge, "batch_size", 16)
         for s in range(0, len(todo), bs):
@@ -231,7 +233,7 @@ class Evaluator:
                 for k, f in zip(chunk, inc.features(ims)):
                     fstore.put_array(k, f.astype(np.float32))
 
-            self._run_judge(inc, util_keys + sorted(ref_keys), fstore, progress, "inception", run_features)
+            self._run_judge(inc, util_keys + sorted(ref_keys), fstore, progress, "inception", run_features, ".npy")
             stores["reference_keys"] = sorted(ref_keys)
             if j.vqa is not None:
                 identities["vqa"], stores["vqa"] = self._judge_vqa(items, progress)
