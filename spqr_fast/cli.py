@@ -154,7 +154,8 @@ def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Pa
               help="tiny: the demo models; sd15: Stable Diffusion 1.5's architecture (backends, finetune); "
                    "blip-base: BLIP-VQA base (vqa) — built from configs with random weights")
 @click.option("--suite", type=click.Choice(["backends", "finetune", "vqa"]), default="backends", show_default=True)
-@click.option("--backends", default="torch,ort", show_default=True, help="backends suite: torch,ort[,tensorrt]")
+@click.option("--backends", default="torch,ort,ort-plain", show_default=True,
+              help="backends suite: torch,ort[,ort-plain][,tensorrt] (ort = fused attention)")
 @click.option("--reps", type=int, default=None, help="timed UNet steps per backend (default: tiny 20, sd15 3)")
 @click.option("--e2e-images", type=int, default=None, help="images for end-to-end images/s (default: tiny 8, sd15 0)")
 @click.option("--e2e-steps", type=int, default=20, show_default=True)
@@ -200,9 +201,9 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
         from .bench.backends_bench import run_backends_bench
 
         chosen = [b.strip() for b in backends.split(",") if b.strip()]
-        bad = [b for b in chosen if b not in ("torch", "ort", "tensorrt")]
+        bad = [b for b in chosen if b not in ("torch", "ort", "ort-plain", "tensorrt")]
         if bad or "torch" not in chosen:
-            raise SpqrError("--backends takes torch,ort[,tensorrt] and must include torch (the reference)")
+            raise SpqrError("--backends takes torch,ort,ort-plain,tensorrt and must include torch (the reference)")
         result = run_backends_bench(preset, chosen, reps=reps or (20 if preset == "tiny" else 3),
                                     e2e_images=8 if e2e_images is None and preset == "tiny" else (e2e_images or 0),
                                     e2e_steps=e2e_steps, cache_root=None, console=_console())
@@ -216,9 +217,9 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
             table.add_row(r["backend"], f"{r['unet_step_s']:.4f}", f"{r['unet_speedup_vs_torch']:.2f}",
                           f"{r.get('e2e_images_per_s', float('nan')):.2f}", f"{r.get('e2e_speedup_vs_torch', float('nan')):.2f}")
         _stdout_console().print(table)
-        if result.get("ort_cpu_unet_profile"):
-            prof = ", ".join(f"{p['op']} {p['share']:.0%}" for p in result["ort_cpu_unet_profile"])
-            _stdout_console().print(f"ONNX Runtime CPU time per operator type in one UNet step: {prof}")
+        for name, ops in (result.get("ort_cpu_unet_profile") or {}).items():
+            prof = ", ".join(f"{p['op']} {p['share']:.0%}" for p in ops)
+            _stdout_console().print(f"{name}: ONNX Runtime CPU time per operator type in one UNet step: {prof}")
         return
 
     from .bench.finetune_bench import PROFILES, run_finetune_bench
@@ -253,12 +254,14 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--opset", type=int, default=None)
 @click.option("--engines", "build_engines", is_flag=True, help="also build TensorRT engines (GPU machine)")
+@click.option("--attention", type=click.Choice(["fused", "plain"]), default="fused", show_default=True,
+              help="fused: ONNX Runtime's MultiHeadAttention op (faster; ORT only). --engines exports plain")
 @click.option("--height", type=int, default=512, show_default=True, help="image size the engines are built for")
 @click.option("--width", type=int, default=512, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @friendly_errors
-def export_cmd(model_path: Path, base, lora, precision: str, opset, build_engines: bool, height: int, width: int,
-               out_dir: Path) -> None:
+def export_cmd(model_path: Path, base, lora, precision: str, opset, build_engines: bool, attention: str, height: int,
+               width: int, out_dir: Path) -> None:
     """Fuse a LoRA and export text encoder, UNet and VAE decoder through Optimum to ONNX."""
     from .config import ModelSource
     from .export.cache import ArtefactCache
@@ -271,10 +274,11 @@ def export_cmd(model_path: Path, base, lora, precision: str, opset, build_engine
     src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
                       lora=str(lora.resolve()) if lora else None)
     device = "cuda" if precision == "fp16" or build_engines else "cpu"
-    export_onnx(src, out_dir, precision=precision, opset=opset, device=device)
+    attention = "plain" if build_engines else attention  # TensorRT parses standard ONNX ops only
+    exported = export_onnx(src, out_dir, precision=precision, opset=opset, device=device, attention=attention)
     cache = ArtefactCache(out_dir.parent)
-    cache.seal(out_dir, onnx_key_inputs(source_hash(src, FileHasher(None)), precision, opset),
-               {"source": src.model_dump()})
+    cache.seal(out_dir, onnx_key_inputs(source_hash(src, FileHasher(None)), precision, opset, attention),
+               {"source": src.model_dump(), "attention_exported": exported})
     click.echo(f"wrote {out_dir} (loads in optimum.onnxruntime.ORTStableDiffusionPipeline and spqr-fast)")
     if build_engines:
         import json as _json

@@ -144,6 +144,8 @@ class BackendConfig(_Strict):
         "auto", description="auto tries tensorrt → ORT (TensorRT EP → CUDA EP → CPU EP) → torch")
     cache_root: str | None = Field(None, description="artefact cache; default $SPQR_ENGINE_CACHE or engines/cache")
     opset: int | None = Field(None, description="ONNX opset; default: the exporter's")
+    ort_attention: Literal["fused", "plain"] = Field(
+        "fused", description="ONNX Runtime graphs: unmasked attention as the fused MultiHeadAttention op, or plain ops")
     parity_steps: int = Field(2, ge=1)
     fp32_tolerance: float = Field(1e-3, gt=0, description="max relative error accepted for fp32 artefacts")
     fp16_tolerance: float = Field(5e-2, gt=0, description="max relative error accepted for fp16 artefacts")

@@ -12,7 +12,7 @@ from spqr_fast.backends.torch_backend import TorchComponents
 from spqr_fast.config import BackendConfig, ModelSource
 from spqr_fast.export.cache import ArtefactCache
 from spqr_fast.export.onnx_export import cached_onnx_export, onnx_key_inputs
-from spqr_fast.models import FileHasher, load_pipeline
+from spqr_fast.models import FileHasher, load_pipeline, source_hash
 from spqr_fast.sampling.sampler import DiffusionSampler
 
 CPU_ONLY = MachineOffer(providers=["CPUExecutionProvider"], has_tensorrt=False, gpu=None)
@@ -65,7 +65,7 @@ def test_cache_keys_change_with_each_keyed_input_and_only_then(tmp_path):
     base = onnx_key_inputs("w1", "fp32", None)
     assert cache.folder("onnx", base) == cache.folder("onnx", dict(base))
     for field, value in (("weights", "w2"), ("precision", "fp16"), ("opset", 17), ("onnxruntime", "0.0"),
-                         ("optimum", "x"), ("torch", "y")):
+                         ("attention", "fused"), ("recipe", 99), ("optimum", "x"), ("torch", "y")):
         assert cache.folder("onnx", {**base, field: value}) != cache.folder("onnx", base), field
     engine = {"onnx": "k", "component": "unet", "precision": "fp16", "profile": {"sample": [1]},
               "tensorrt": "10", "gpu": "H100", "compute_capability": "9.0"}
@@ -156,3 +156,19 @@ def test_clip_score_on_onnx_runtime_matches_torch(demo_project, tmp_path):
     strict = ClipScorer(path, backend="ort", cache=ArtefactCache(tmp_path), hasher=FileHasher(None),
                         log=log.append, tolerance=1e-15)
     assert strict.backend_report["chosen"] == "torch" and "parity failed" in log[-1]
+
+
+def test_fused_attention_export_uses_ort_multihead_attention_and_matches_torch(lora_source, tmp_path):
+    import onnx
+
+    cache = ArtefactCache(tmp_path)
+    folder = cached_onnx_export(lora_source, cache, FileHasher(None), attention="fused")
+    graph = onnx.load(str(folder / "unet" / "model.onnx"), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    assert "MultiHeadAttention" in ops and "Softmax" not in ops
+    plain = cache.folder("onnx", onnx_key_inputs(source_hash(lora_source, FileHasher(None)), "fp32", None, "plain"))
+    assert plain != folder  # the attention variant is part of the cache key
+    pipe, _ = load_pipeline(lora_source)
+    parity = check_parity(TorchComponents(pipe), OrtComponents(folder, ["CPUExecutionProvider"]), height=64, width=64,
+                          steps=3, tolerance=1e-4)
+    assert parity.passed, parity

@@ -33,8 +33,10 @@ class BackendResolver:
         return self._sessions[key]
 
     def _build(self, candidate: str, src: ModelSource, precision: str, device: str, height: int, width: int):
+        # ONNX Runtime gets fused attention (its contrib op); TensorRT parses only standard ops.
+        attention = self.cfg.ort_attention if candidate.startswith("ort-") else "plain"
         folder = cached_onnx_export(src, self.cache, self.hasher, precision=precision, opset=self.cfg.opset,
-                                    device=device, log=self.log)
+                                    device=device, attention=attention, log=self.log)
         if candidate.startswith("ort-"):
             return self._ort(folder, ORT_PROVIDERS[candidate])
         return self._tensorrt(folder, precision, height, width)

@@ -96,15 +96,17 @@ def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_image
         src = ModelSource(path=str(work / "model"))
         torch_pipe, _ = load_pipeline(src, device="cpu", dtype="fp32")
         components = {"torch": TorchComponents(torch_pipe)}
-        export_seconds = None
         offer = detect_offer()
+        export_seconds = {}
         for b in backends:
-            if b == "ort":
+            if b in ("ort", "ort-plain"):
+                attention = "fused" if b == "ort" else "plain"
                 t0 = time.perf_counter()
-                folder = cached_onnx_export(src, ArtefactCache(cache_root), FileHasher(None), log=console.print)
-                export_seconds = time.perf_counter() - t0
+                folder = cached_onnx_export(src, ArtefactCache(cache_root), FileHasher(None), attention=attention,
+                                            log=console.print)
+                export_seconds[b] = time.perf_counter() - t0
                 prov = "ort-cuda" if "CUDAExecutionProvider" in offer.providers and offer.gpu else "ort-cpu"
-                components["ort"] = OrtComponents(folder, ORT_PROVIDERS[prov])
+                components[b] = OrtComponents(folder, ORT_PROVIDERS[prov])
             elif b == "tensorrt":
                 from ..backends.resolve import BackendResolver
                 from ..config import BackendConfig
@@ -135,14 +137,15 @@ def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_image
                     row["e2e_images_per_s"] = e2e_images / (time.perf_counter() - t0)
                     row["e2e_steps"] = e2e_steps
                 rows.append(row)
-        profile = None
-        if "ort" in components and components["ort"].device.type == "cpu":
-            feeds = {"sample": sample.detach().numpy(), "timestep": np.array(500.0, dtype=np.float32),
-                     "encoder_hidden_states": emb.detach().numpy()}
-            profile = ort_op_profile(components["ort"].folder / "unet" / "model.onnx", feeds)
+        profiles = {}
+        for name in ("ort", "ort-plain"):
+            if name in components and components[name].device.type == "cpu":
+                feeds = {"sample": sample.detach().numpy(), "timestep": np.array(500.0, dtype=np.float32),
+                         "encoder_hidden_states": emb.detach().numpy()}
+                profiles[name] = ort_op_profile(components[name].folder / "unet" / "model.onnx", feeds)
         for r in rows:
             r["unet_speedup_vs_torch"] = rows[0]["unet_step_s"] / r["unet_step_s"]
             if "e2e_images_per_s" in r:
                 r["e2e_speedup_vs_torch"] = r["e2e_images_per_s"] / rows[0]["e2e_images_per_s"]
         return {"preset": preset, "image_size": size, "reps": reps, "export_seconds": export_seconds, "rows": rows,
-                "ort_cpu_unet_profile": profile}
+                "ort_cpu_unet_profile": profiles}
