@@ -26,7 +26,7 @@ from .scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, s
 from .store import ImageStore, RecordStore, atomic_write_json, read_image_rgb
 
 
-def after_bft_source(model: ModelSource, after: ModelSource) -> ModelSource:
+def configured_after_bft(model: ModelSource, after: ModelSource) -> ModelSource:
     """`after_bft: {lora: DIR}` alone means: this model with that LoRA fused."""
     if after.path is not None:
         return after
@@ -49,7 +49,7 @@ def plan_stages(cfg: EvalConfig, hasher: FileHasher, fine_tuned: dict[str, Model
         stages.append(Stage(entry.name, "before", entry.model, source_hash(entry.model, hasher)))
         after = fine_tuned.get(entry.name)
         if after is None and entry.after_bft is not None:
-            after = after_bft_source(entry.model, entry.after_bft)
+            after = configured_after_bft(entry.model, entry.after_bft)
         if after is not None:
             stages.append(Stage(entry.name, "after", after, source_hash(after, hasher)))
     return stages
@@ -105,7 +105,7 @@ class Evaluator:
     def finetune_all(self) -> tuple[dict[str, ModelSource], dict[str, dict]]:
         """Run each configured BFT, or find its cached result by key (re-runs do not retrain)."""
         from .finetune.dataset import load_bft_dataset
-        from .finetune.trainer import CARD_FILE, after_bft_source as bft_source, bft_key, finetune
+        from .finetune.trainer import CARD_FILE, after_bft_source, bft_key, finetune
 
         cache = Path(self.cfg.finetune_cache) if self.cfg.finetune_cache else self.out / "bft"
         sources, cards = {}, {}
@@ -122,7 +122,7 @@ class Evaluator:
             else:
                 self.console.print(f"BFT {entry.name}: {entry.bft.profile} on {dataset.root.name} ({len(dataset)} images)")
                 card = finetune(entry.model, entry.bft, folder, resume=True, console=self.console, hasher=self.hasher)
-            sources[entry.name] = bft_source(entry.model, folder, card)
+            sources[entry.name] = after_bft_source(entry.model, folder, card)
             cards[entry.name] = {k: v for k, v in card.items() if k != "losses"}
         return sources, cards
 
