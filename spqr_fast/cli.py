@@ -18,6 +18,18 @@ def _console() -> Console:
     return Console(stderr=True)
 
 
+def _print_table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A right-aligned Rich table of benchmark rows on stdout."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    _stdout_console().print(table)
+
+
 def _stdout_console() -> Console:
     """Tables on stdout; when piped, wide enough not to truncate columns."""
     return Console() if sys.stdout.isatty() else Console(width=180)
@@ -170,8 +182,6 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
               latent, device: str, as_json: bool) -> None:
     """Measure side by side in one run: UNet step latency and images/s per backend (backends), or
     BFT steps/s and peak memory per profile (finetune)."""
-    from rich.table import Table
-
     from .models import pick_device
     from .provenance import environment
 
@@ -186,16 +196,12 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
         if as_json:
             click.echo(json.dumps({"suite": suite, "machine": env, **result}, indent=1))
             return
-        table = Table(title=f"VQA judge — {preset} ({result['image_size']} px), {env['platform']}")
-        for col in ("backend", "vision images/s", "× torch", "answer questions/s", "× torch"):
-            table.add_column(col, justify="right")
-        for r in result["rows"]:
-            if "error" in r:
-                table.add_row(r["backend"], f"unavailable: {r['error']}", "", "", "")
-                continue
-            table.add_row(r["backend"], f"{r['vision_images_per_s']:.1f}", f"{r['vision_speedup_vs_torch']:.2f}",
-                          f"{r['answer_questions_per_s']:.1f}", f"{r['answer_speedup_vs_torch']:.2f}")
-        _stdout_console().print(table)
+        _print_table(f"VQA judge — {preset} ({result['image_size']} px), {env['platform']}",
+                     ("backend", "vision images/s", "× torch", "answer questions/s", "× torch"),
+                     [[r["backend"], f"unavailable: {r['error']}", "", "", ""] if "error" in r else
+                      [r["backend"], f"{r['vision_images_per_s']:.1f}", f"{r['vision_speedup_vs_torch']:.2f}",
+                       f"{r['answer_questions_per_s']:.1f}", f"{r['answer_speedup_vs_torch']:.2f}"]
+                      for r in result["rows"]])
         return
     if suite == "backends":
         from .bench.backends_bench import run_backends_bench
@@ -210,13 +216,11 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
         if as_json:
             click.echo(json.dumps({"suite": suite, "machine": env, **result}, indent=1))
             return
-        table = Table(title=f"backends — {preset} ({result['image_size']} px), {env['platform']}")
-        for col in ("backend", "UNet step s (batch 2)", "× torch", "images/s", "× torch"):
-            table.add_column(col, justify="right")
-        for r in result["rows"]:
-            table.add_row(r["backend"], f"{r['unet_step_s']:.4f}", f"{r['unet_speedup_vs_torch']:.2f}",
-                          f"{r.get('e2e_images_per_s', float('nan')):.2f}", f"{r.get('e2e_speedup_vs_torch', float('nan')):.2f}")
-        _stdout_console().print(table)
+        _print_table(f"backends — {preset} ({result['image_size']} px), {env['platform']}",
+                     ("backend", "UNet step s (batch 2)", "× torch", "images/s", "× torch"),
+                     [[r["backend"], f"{r['unet_step_s']:.4f}", f"{r['unet_speedup_vs_torch']:.2f}",
+                       f"{r.get('e2e_images_per_s', float('nan')):.2f}",
+                       f"{r.get('e2e_speedup_vs_torch', float('nan')):.2f}"] for r in result["rows"]])
         for name, ops in (result.get("ort_cpu_unet_profile") or {}).items():
             prof = ", ".join(f"{p['op']} {p['share']:.0%}" for p in ops)
             _stdout_console().print(f"{name}: ONNX Runtime CPU time per operator type in one UNet step: {prof}")
@@ -234,17 +238,12 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
     if as_json:
         click.echo(json.dumps({"suite": suite, "machine": env, "rows": rows}, indent=1))
         return
-    table = Table(title=f"BFT benchmark — {preset}, {env['platform']}")
-    for col in ("profile", "trainable params", "batch", "latent", "s/step", "steps/s", "peak RSS MiB", "RSS after load MiB"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        if "error" in r:
-            table.add_row(r["profile"], f"failed: {r['error']}", "", "", "", "", "", "")
-            continue
-        table.add_row(r["profile"], f"{r['trainable_params']:,}", str(r["batch"]), str(r["latent"]),
-                      f"{r['seconds_per_step']:.3f}", f"{r['steps_per_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
-                      f"{r['rss_after_load_mib']:.0f}")
-    _stdout_console().print(table)
+    _print_table(f"BFT benchmark — {preset}, {env['platform']}",
+                 ("profile", "trainable params", "batch", "latent", "s/step", "steps/s", "peak RSS MiB", "RSS after load MiB"),
+                 [[r["profile"], f"failed: {r['error']}", "", "", "", "", "", ""] if "error" in r else
+                  [r["profile"], f"{r['trainable_params']:,}", str(r["batch"]), str(r["latent"]),
+                   f"{r['seconds_per_step']:.3f}", f"{r['steps_per_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
+                   f"{r['rss_after_load_mib']:.0f}"] for r in rows])
 
 
 @main.command("export")

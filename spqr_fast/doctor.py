@@ -87,13 +87,11 @@ def run_doctor(console: Console, config: Path | None) -> bool:
     table.add_row("python", f"{env['python']} on {env['platform']}", "✓")
     for name, ver in env["packages"].items():
         table.add_row(name, ver or "not installed", "✓" if ver else "·")
-    rows = _hardware_rows()
-    if config is not None:
-        rows += _config_rows(config)
-    for name, value, ok in rows:
+    config_rows = _config_rows(config) if config is not None else []
+    for name, value, ok in _hardware_rows() + config_rows:
         table.add_row(name, value, "✓" if ok else "✗")
     console.print(table)
-    missing_config = [r for r in rows[len(_hardware_rows()):] if not r[2]] if config is not None else []
+    missing_config = [r for r in config_rows if not r[2]]
     if missing_config:
         console.print(f"[red]{len(missing_config)} configured path(s) do not resolve[/] — fix them before `eval`:")
         for key, path, _ in missing_config:

@@ -121,7 +121,8 @@ class Evaluator:
                 self.console.print(f"BFT {entry.name}: cached ({entry.bft.profile}, key {key})")
             else:
                 self.console.print(f"BFT {entry.name}: {entry.bft.profile} on {dataset.root.name} ({len(dataset)} images)")
-                card = finetune(entry.model, entry.bft, folder, resume=True, console=self.console, hasher=self.hasher)
+                card = finetune(entry.model, entry.bft, folder, resume=True, console=self.console, hasher=self.hasher,
+                                dataset=dataset)
             sources[entry.name] = after_bft_source(entry.model, folder, card)
             cards[entry.name] = {k: v for k, v in card.items() if k != "losses"}
         return sources, cards

@@ -274,11 +274,13 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
 
 
 def finetune(model: ModelSource, cfg: BftConfig, out: Path, *, resume: bool = False,
-             console: Console | None = None, hasher: FileHasher | None = None) -> dict:
-    """Fine-tune `model` on `cfg.dataset` with `cfg.profile`; write weights and a card to `out`."""
+             console: Console | None = None, hasher: FileHasher | None = None,
+             dataset: BftDataset | None = None) -> dict:
+    """Fine-tune `model` on `cfg.dataset` with `cfg.profile`; write weights and a card to `out`.
+    `dataset` passes an already validated dataset (so it is not read and hashed twice)."""
     hasher = hasher or FileHasher(None)
     out = Path(out)
-    dataset = load_bft_dataset(cfg.dataset)  # validated before any model loads
+    dataset = dataset or load_bft_dataset(cfg.dataset)  # validated before any model loads
     if not resume and Checkpoints(out).latest() is not None:
         raise InputError(f"'{out}' already holds checkpoints — pass --resume to continue, or choose a new --out")
     started = time.time()
