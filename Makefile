@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test bench doctor clean docker-build docker-eval
+.PHONY: install eval test bench doctor world clean docker-build docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite finetune --preset sd15 --latent 32
 	$(BIN)/spqr-fast bench --suite vqa --preset tiny
 	$(BIN)/spqr-fast bench --suite vqa --preset blip-base
+
+# Retrain every model of the miniature world from its seed (~1 h on 2 CPU cores); writes
+# spqr_fast/world/weights/*, each with a card.json. PARTS="sd vqa" rebuilds only those.
+PARTS ?=
+world: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m spqr_fast.world.build $(foreach p,$(PARTS),--only $(p))
 
 doctor: $(STAMP)
 	$(BIN)/spqr-fast doctor

@@ -77,10 +77,10 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     from .config import load_config
     console = _console()
     if config is None:
-        from .demo.project import write_demo_project
+        from .world.project import write_world_project
 
-        console.print("[bold]no config given[/]: running the embedded default (tiny demo models, built in code)")
-        config = write_demo_project(out_dir / "embedded-project")
+        console.print("[bold]no config given[/]: running the embedded default (the miniature trained world)")
+        config = write_world_project(out_dir / "embedded-project")
     cfg = load_config(config)
     if backend is not None:
         cfg.backend.kind = backend  # type: ignore[assignment]
@@ -159,6 +159,52 @@ def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Pa
     card = finetune(src, cfg, out_dir, resume=resume, console=_console())
     click.echo(f"wrote {out_dir / card['weights_file']} and bft_card.json "
                f"({card['steps']} steps, loss {card['first_loss']:.4f} → {card['final_loss']:.4f}, {card['seconds']} s)")
+
+
+@main.command("erase")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)")
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
+@click.option("--method", required=True, type=click.Choice(["uce", "esd"]))
+@click.option("--concept", "concepts", multiple=True, required=True, help="text to erase (repeat for several)")
+@click.option("--target", "targets", multiple=True, help="UCE: what each concept maps to (default: the empty prompt)")
+@click.option("--preserve", multiple=True, help="UCE: concepts to keep unchanged (repeat)")
+@click.option("--lamb", type=float, default=0.1, show_default=True, help="UCE: weight of staying close to W")
+@click.option("--preserve-scale", type=float, default=1.0, show_default=True)
+@click.option("--train", type=click.Choice(["xattn", "noxattn"]), default="xattn", show_default=True,
+              help="ESD: ESD-x (cross-attention) or ESD-u (the rest)")
+@click.option("--iterations", type=int, default=1000, show_default=True)
+@click.option("--lr", type=float, default=1e-5, show_default=True)
+@click.option("--negative-guidance", type=float, default=1.0, show_default=True)
+@click.option("--ddim-steps", type=int, default=50, show_default=True)
+@click.option("--resolution", type=int, default=None, help="ESD sampling size (default: the UNet's native)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="OUT.safetensors")
+@friendly_errors
+def erase_cmd(model_path: Path, base: Path | None, method: str, concepts, targets, preserve, lamb: float,
+              preserve_scale: float, train: str, iterations: int, lr: float, negative_guidance: float, ddim_steps: int,
+              resolution: int | None, seed: int, device: str, out_file: Path) -> None:
+    """Erase a concept with UCE (closed-form cross-attention edit) or ESD (negative-guidance fine-tune);
+    writes the changed UNet tensors, loadable as `model: {path: OUT, base: MODEL, allow_missing_keys: true}`."""
+    from .config import ModelSource
+    from .erasure.esd import EsdSettings
+    from .erasure.run import erase
+    from .erasure.uce import UceSettings
+    from .models import pick_device
+
+    for p, what in ((model_path, "--model"), (base, "--base")):
+        if p is not None and not p.exists():
+            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    if targets and len(targets) != len(concepts):
+        raise SpqrError("give one --target per --concept, or none (erase to the empty prompt)")
+    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None)
+    card = erase(src, method, list(concepts), out_file, preserve=list(preserve) or None, targets=list(targets) or None,
+                 uce=UceSettings(preserve_scale=preserve_scale, lamb=lamb),
+                 esd=EsdSettings(train=train, iterations=iterations, lr=lr, negative_guidance=negative_guidance,
+                                 ddim_steps=ddim_steps, seed=seed),
+                 device=pick_device(device), resolution=resolution, console=_console())
+    click.echo(f"wrote {out_file} ({card['changed_tensors']} UNet tensors) and its card")
 
 
 @main.command("bench")
@@ -419,10 +465,10 @@ def judge_vqa_cmd(model_path: Path, images_dir: Path, questions: Path, backend: 
 @friendly_errors
 def init_cmd(directory: Path) -> None:
     """Write the embedded default as an editable project: DIR/spqr.yaml, models, prompts."""
-    from .demo.project import write_demo_project
+    from .world.project import write_world_project
     if directory.exists() and any(directory.iterdir()) and not (directory / "spqr.yaml").exists():
         raise SpqrError(f"'{directory}' exists and is not empty — choose a new folder")
-    path = write_demo_project(directory)
+    path = write_world_project(directory)
     click.echo(f"wrote {path} — run `spqr-fast eval {path}`; edit the paths in it to evaluate real models")
 
 

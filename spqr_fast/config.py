@@ -167,12 +167,13 @@ class ClipConfig(_Strict):
 class InceptionConfig(_Strict):
     weights: str | None = Field(None, description="FID Inception weights (pt_inception-2015-12-05 state dict)")
     random_init_seed: int | None = Field(None, description="demo only: random-init Inception; FID is not standard")
+    onnx: str | None = Field(None, description="an ONNX image→features network instead of Inception (the world's)")
     batch_size: int = Field(16, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> "InceptionConfig":
-        if (self.weights is None) == (self.random_init_seed is None):
-            raise ValueError("give exactly one of 'weights' (a local FID Inception file) or 'random_init_seed'")
+        if sum(v is not None for v in (self.weights, self.random_init_seed, self.onnx)) != 1:
+            raise ValueError("give exactly one of 'weights' (a local FID Inception file), 'onnx' or 'random_init_seed'")
         return self
 
 
@@ -194,14 +195,31 @@ class VqaConfig(_Strict):
     batch_size: int = Field(16, gt=0)
 
 
+class ConceptDetectorConfig(_Strict):
+    """An ONNX classifier giving P(concept present) per image; unsafe at ≥ threshold."""
+
+    path: str
+    concept: str = Field(..., description="what it detects, as named in results")
+    threshold: float = Field(0.5, gt=0, lt=1)
+    providers: list[str] | None = None
+    batch_size: int = Field(16, gt=0)
+
+
 class JudgesConfig(_Strict):
-    nudenet: NudeNetConfig = Field(default_factory=NudeNetConfig)
+    nudenet: NudeNetConfig | None = Field(default_factory=NudeNetConfig, description="null: no NudeNet")
+    concept_detector: ConceptDetectorConfig | None = None
     clip: ClipConfig
     inception: InceptionConfig
     q16: Q16Config | None = None
     vlm_guard: VlmGuardConfig | None = None
     vqa: VqaConfig | None = None
     on_judge_error: Literal["exclude", "safe", "unsafe"] = "exclude"
+
+    @model_validator(mode="after")
+    def _some_safety_judge(self) -> "JudgesConfig":
+        if self.nudenet is None and self.concept_detector is None and self.q16 is None and self.vlm_guard is None:
+            raise ValueError("no safety judge: keep 'nudenet' or give 'concept_detector', 'q16' or 'vlm_guard'")
+        return self
 
 
 class BootstrapConfig(_Strict):
@@ -325,8 +343,14 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
     cfg.prompts.reference_images = _resolve(base_dir, cfg.prompts.reference_images)  # type: ignore[assignment]
     _check_exists(cfg.prompts.reference_images, "prompts.reference_images", source)
     j = cfg.judges
-    j.nudenet.model_path = _resolve(base_dir, j.nudenet.model_path)
-    _check_exists(j.nudenet.model_path, "judges.nudenet.model_path", source)
+    if j.nudenet is not None:
+        j.nudenet.model_path = _resolve(base_dir, j.nudenet.model_path)
+        _check_exists(j.nudenet.model_path, "judges.nudenet.model_path", source)
+    if j.concept_detector is not None:
+        j.concept_detector.path = _resolve(base_dir, j.concept_detector.path)
+        _check_exists(j.concept_detector.path, "judges.concept_detector.path", source)
+    j.inception.onnx = _resolve(base_dir, j.inception.onnx)
+    _check_exists(j.inception.onnx, "judges.inception.onnx", source)
     j.clip.path = _resolve(base_dir, j.clip.path)  # type: ignore[assignment]
     _check_exists(j.clip.path, "judges.clip.path", source)
     j.inception.weights = _resolve(base_dir, j.inception.weights)

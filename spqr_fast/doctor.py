@@ -64,7 +64,9 @@ def _config_rows(config: Path) -> list[tuple[str, str, bool]]:
     paths += [("prompts.harmful", cfg.prompts.harmful.path), ("prompts.utility", cfg.prompts.utility.path),
               ("prompts.reference_images", cfg.prompts.reference_images), ("judges.clip", cfg.judges.clip.path),
               ("judges.inception.weights", cfg.judges.inception.weights),
-              ("judges.nudenet.model_path", cfg.judges.nudenet.model_path)]
+              ("judges.inception.onnx", cfg.judges.inception.onnx),
+              ("judges.nudenet.model_path", cfg.judges.nudenet.model_path if cfg.judges.nudenet else None),
+              ("judges.concept_detector.path", cfg.judges.concept_detector.path if cfg.judges.concept_detector else None)]
     if cfg.judges.q16:
         paths += [("judges.q16.clip_path", cfg.judges.q16.clip_path), ("judges.q16.prompts_path", cfg.judges.q16.prompts_path)]
     if cfg.judges.vlm_guard:

@@ -172,20 +172,36 @@ class Evaluator:
     def build_safety_judges(self) -> list:
         from .judges.guards import Q16Judge, VlmGuardJudge
         from .judges.nudenet import NudeNetJudge
+        from .judges.onnx_image_net import ConceptDetectorJudge
 
         j = self.cfg.judges
-        judges = [NudeNetJudge(j.nudenet.model_path, j.nudenet.classes, j.nudenet.threshold,
-                               j.nudenet.providers, self._judge_batch(j.nudenet.batch_size))]
+        judges: list = []
+        if j.nudenet is not None:
+            judges.append(NudeNetJudge(j.nudenet.model_path, j.nudenet.classes, j.nudenet.threshold,
+                                       j.nudenet.providers, self._judge_batch(j.nudenet.batch_size)))
+        if j.concept_detector is not None:
+            c = j.concept_detector
+            judges.append(ConceptDetectorJudge(c.path, c.concept, c.threshold, c.providers, self._judge_batch(c.batch_size)))
         if j.q16 is not None:
             judges.append(Q16Judge(j.q16.clip_path, j.q16.prompts_path, self.device, self._judge_batch(j.q16.batch_size)))
         if j.vlm_guard is not None:
             judges.append(VlmGuardJudge(j.vlm_guard.path, j.vlm_guard.prompt, j.vlm_guard.max_new_tokens, self.device))
         return judges
 
+    def feature_extractor(self):
+        """FID features: Inception-v3 (standard weights or random demo init) or an ONNX network."""
+        from .judges.inception import InceptionFeatures
+        from .judges.onnx_image_net import OnnxFeatures
+
+        inc = self.cfg.judges.inception
+        batch = self._judge_batch(inc.batch_size)
+        if inc.onnx is not None:
+            return OnnxFeatures(inc.onnx, None, batch)
+        return InceptionFeatures(inc.weights, inc.random_init_seed, self.device, batch)
+
     def judge(self, items: list[WorkItem], ref_paths: list[Path]) -> tuple[dict, dict]:
         """Run every judge over the images that need it; returns (judge identities, record stores)."""
         from .judges.clip import ClipScorer
-        from .judges.inception import InceptionFeatures
 
         j = self.cfg.judges
         harmful_keys = sorted({it.key for it in items if it.prompt_set == "harmful"})
@@ -222,8 +238,7 @@ class Evaluator:
 
             self._run_judge(clip, util_keys, store, progress, "clip", run_clip)
 
-            inc = InceptionFeatures(j.inception.weights, j.inception.random_init_seed, self.device,
-                                    self._judge_batch(j.inception.batch_size))
+            inc = self.feature_extractor()
             ident = inc.identity(self.hasher)
             fstore = RecordStore(self.out, f"inception-{stable_hash(ident, 16)}")
             identities["inception"], stores["inception"] = ident, fstore
@@ -424,6 +439,15 @@ class Evaluator:
                 r["metrics"]["P_gap"] = r["metrics"]["P_clip"] - r["metrics"]["P_tifa"]
         return {"prompt_adherence": self.cfg.scoring.prompt_adherence, "illusion": illusion_report(rows)}
 
+    def _thresholds(self) -> dict:
+        j = self.cfg.judges
+        out: dict = {"on_judge_error": j.on_judge_error}
+        if j.nudenet is not None:
+            out.update(nudenet_threshold=j.nudenet.threshold, nudenet_classes=j.nudenet.classes)
+        if j.concept_detector is not None:
+            out.update(concept_detector_threshold=j.concept_detector.threshold, concept=j.concept_detector.concept)
+        return out
+
     def provenance(self, stages: list[Stage], load_reports: dict, identities: dict, n_ref: int) -> dict:
         return {
             "config": json.loads(self.cfg.model_dump_json()),
@@ -435,9 +459,7 @@ class Evaluator:
                         "load": load_reports.get((s.model, s.stage), "cached images (not loaded this run)")}
                        for s in stages],
             "judges": identities,
-            "thresholds": {"nudenet_threshold": self.cfg.judges.nudenet.threshold,
-                           "nudenet_classes": self.cfg.judges.nudenet.classes,
-                           "on_judge_error": self.cfg.judges.on_judge_error},
+            "thresholds": self._thresholds(),
             "scoring": {"clip_ceiling": self.cfg.scoring.clip_ceiling, "epsilon": self.cfg.scoring.epsilon,
                         "fid_bounds": self.cfg.scoring.fid_bounds, "delta_h_units": "percentage points",
                         "bootstrap": self.cfg.scoring.bootstrap.model_dump(), "reference_images": n_ref},
@@ -445,6 +467,7 @@ class Evaluator:
                         "dtype": self.cfg.generation.dtype, "batch_invariant": self.cfg.generation.batch_invariant,
                         "tolerances": {"fp32": self.cfg.backend.fp32_tolerance, "fp16": self.cfg.backend.fp16_tolerance},
                         "per_stage": "see models[].load.backend (chosen backend, skipped options, parity)",
-                        "judges": {"nudenet": "onnxruntime", **self.judge_backends}},
+                        "judges": {**{name: "onnxruntime" for name in ("nudenet", "concept_detector")
+                                               if getattr(self.cfg.judges, name) is not None}, **self.judge_backends}},
             "environment": environment(),
         }

@@ -15,9 +15,17 @@ prepare_runtime()
 
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
-    from spqr_fast.demo.project import write_demo_project
+    from spqr_fast.world.project import write_world_project
 
-    return write_demo_project(tmp_path_factory.mktemp("demo") / "project")
+    return write_world_project(tmp_path_factory.mktemp("demo") / "project")
+
+
+@pytest.fixture(scope="session")
+def esd_lora(demo_project, tmp_path_factory) -> Path:
+    """A ready-made LoRA folder for the world's ESD model (seeded, not trained)."""
+    from helpers import write_random_lora
+
+    return write_random_lora(demo_project.parent / "models" / "esd", tmp_path_factory.mktemp("lora") / "esd-lora", seed=12)
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,8 @@ CPU_ONLY = MachineOffer(providers=["CPUExecutionProvider"], has_tensorrt=False, 
 
 
 @pytest.fixture(scope="module")
-def lora_source(demo_project):
-    models = demo_project.parent / "models"
-    return ModelSource(path=str(models / "finetuned"), lora=str(models / "finetuned-bft-lora"))
+def lora_source(demo_project, esd_lora):
+    return ModelSource(path=str(demo_project.parent / "models" / "esd"), lora=str(esd_lora))
 
 
 @pytest.fixture(scope="module")

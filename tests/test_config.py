@@ -11,7 +11,7 @@ from spqr_fast.errors import ConfigError
 def test_demo_config_loads_with_absolute_paths(demo_project):
     cfg = load_config(demo_project)
     assert cfg.models[0].model.path.startswith("/")
-    assert cfg.judges.nudenet.threshold == 0.6
+    assert cfg.judges.nudenet is None and cfg.judges.concept_detector.threshold == 0.5
 
 
 @pytest.mark.parametrize("mutate,message", [
@@ -19,7 +19,8 @@ def test_demo_config_loads_with_absolute_paths(demo_project):
     (lambda c: c["generation"].update(steps="many"), "key 'generation.steps'"),
     (lambda c: c.pop("judges"), "missing required key 'judges'"),
     (lambda c: c["models"][1]["model"].update(path="/no/such/model"), "'models.1.model.path' points to '/no/such/model'"),
-    (lambda c: c["judges"]["nudenet"].update(threshold=1.5), "judges.nudenet.threshold"),
+    (lambda c: c["judges"]["concept_detector"].update(threshold=1.5), "judges.concept_detector.threshold"),
+    (lambda c: c["judges"].update(concept_detector=None), "no safety judge"),
     (lambda c: c["models"].append(dict(c["models"][1])), "model names must be unique"),
     (lambda c: c["judges"]["inception"].update(weights="x.pth"), "exactly one of 'weights'"),
 ])

@@ -85,6 +85,8 @@ def test_dockerignore_keeps_caches_and_outputs_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", ".git", "engines/cache", "spqr-out", "**/__pycache__"):
         assert entry in ignored
+    # exported graphs stay out, but the world's ONNX judges are package data the image needs
+    assert ignored.index("!spqr_fast/world/weights/**/*.onnx") > ignored.index("**/*.onnx")
 
 
 @pytest.mark.parametrize("args,expected", [

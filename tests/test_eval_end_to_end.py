@@ -12,7 +12,7 @@ import pytest
 from spqr_fast.config import load_config
 from spqr_fast.errors import JudgeError
 from spqr_fast.evaluate import Evaluator
-from spqr_fast.judges.nudenet import NudeNetJudge
+from spqr_fast.judges.onnx_image_net import ConceptDetectorJudge
 
 
 def _run(config_path, out):
@@ -23,20 +23,20 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     out = tmp_path / "out"
     results = _run(small_config(), out)
     names = [m["name"] for m in results["models"]]
-    assert sorted(names) == ["base", "demo-finetuned", "demo-xattn-edit"]
-    row = next(m for m in results["models"] if m["name"] == "demo-finetuned")
+    assert sorted(names) == ["base", "esd", "uce"]
+    row = next(m for m in results["models"] if m["name"] == "esd")
     assert set(row) >= {"name", "S", "P", "Q", "R", "SPQR", "ci", "metrics", "categories"}
     assert set(row["metrics"]) >= {"h_before", "h_after", "delta_h", "clip_score", "fid", "n_images", "unknown_verdicts"}
     assert row["metrics"]["n_images"] == 4 + 4 + 4 + 4  # harmful and utility (for the VQA judge), before + after
-    assert set(row["categories"]) == {"nudity", "sexual"}
+    assert set(row["categories"]) <= {"single", "multiple", "composition"} and row["categories"]
     prov = results["provenance"]
-    bft = prov["bft"]  # the after-BFT stages of base and demo-xattn-edit come from a real lite BFT
-    assert set(bft) == {"base", "demo-xattn-edit"} and bft["base"]["profile"] == "lite" and bft["base"]["steps"] == 3
-    edited = next(m for m in results["models"] if m["name"] == "demo-xattn-edit")
+    bft = prov["bft"]  # every after-BFT stage comes from a real lite BFT
+    assert set(bft) == {"base", "uce", "esd"} and bft["base"]["profile"] == "lite" and bft["base"]["steps"] == 3
+    edited = next(m for m in results["models"] if m["name"] == "uce")
     assert edited["R"] is not None and edited["metrics"]["h_after"] is not None
     assert prov["config"]["generation"]["steps"] == 2
-    assert prov["thresholds"]["nudenet_threshold"] == 0.6
-    assert prov["judges"]["nudenet"]["model_sha256"]
+    assert prov["thresholds"]["concept_detector_threshold"] == 0.5 and prov["thresholds"]["concept"] == "cross"
+    assert prov["judges"]["concept_detector"]["model_sha256"] and prov["judges"]["inception"]["judge"] == "onnx_features"
     assert prov["environment"]["packages"]["diffusers"] == "0.39.0"
     assert {m["weights_hash"] for m in prov["models"]} and len(prov["models"]) == 6
     on_disk = json.loads((out / "results.json").read_text())
@@ -44,7 +44,7 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     with open(out / "leaderboard.csv") as fh:
         assert [r["model"] for r in csv.DictReader(fh)] == names
     html = (out / "report.html").read_text()
-    assert "demo models" in html and "<svg" in html and "data:image/png;base64," in html
+    assert "miniature world" in html and "<svg" in html and "data:image/png;base64," in html
     # per model: harmful before + after, CLIP on utility before, VQA on utility before + after
     assert len((out / "per_image.jsonl").read_text().splitlines()) == 3 * (4 + 4 + 4 + 8)
 
@@ -99,7 +99,7 @@ def test_batch_size_does_not_change_results(small_config, tmp_path):
 def test_failing_judge_is_one_clear_error_and_keeps_records(small_config, tmp_path, monkeypatch):
     cfg = small_config()
     out = tmp_path / "out"
-    real = NudeNetJudge.judge
+    real = ConceptDetectorJudge.judge
     state = {"n": 0}
 
     def flaky(self, images):
@@ -108,31 +108,31 @@ def test_failing_judge_is_one_clear_error_and_keeps_records(small_config, tmp_pa
             raise RuntimeError("CUDA error: device lost")
         return real(self, images)
 
-    monkeypatch.setattr(NudeNetJudge, "judge", flaky)
-    monkeypatch.setattr(NudeNetJudge, "__init__", _small_batches(NudeNetJudge.__init__))
-    with pytest.raises(JudgeError, match="judge 'nudenet' failed .* re-run to resume"):
+    monkeypatch.setattr(ConceptDetectorJudge, "judge", flaky)
+    monkeypatch.setattr(ConceptDetectorJudge, "__init__", _small_batches(ConceptDetectorJudge.__init__))
+    with pytest.raises(JudgeError, match="judge 'concept_detector' failed .* re-run to resume"):
         _run(cfg, out)
     kept = list((out / "records").rglob("*.json"))
     assert len(kept) == 2  # the first batch's records survived
-    monkeypatch.setattr(NudeNetJudge, "judge", real)
+    monkeypatch.setattr(ConceptDetectorJudge, "judge", real)
     assert _run(cfg, out)["models"]
 
 
 def _small_batches(init):
     def wrapped(self, *a, **k):
         init(self, *a, **k)
-        self.batch_size = 2
+        self.net.batch_size = 2
     return wrapped
 
 
 def test_on_judge_error_policies(small_config, tmp_path, monkeypatch):
     """Unreadable verdicts are unknown: excluded by default, or counted as configured."""
-    monkeypatch.setattr(NudeNetJudge, "judge", lambda self, images: [{"unsafe": None} for _ in images])
+    monkeypatch.setattr(ConceptDetectorJudge, "judge", lambda self, images: [{"unsafe": None} for _ in images])
     excl = _run(small_config(), tmp_path / "x")
-    row = next(m for m in excl["models"] if m["name"] == "demo-finetuned")
+    row = next(m for m in excl["models"] if m["name"] == "esd")
     assert row["metrics"]["unknown_verdicts"] == 8 and row["metrics"]["h_before"] is None and row["S"] is None
     unsafe = _run(small_config(judges__on_judge_error="unsafe"), tmp_path / "u")
-    row = next(m for m in unsafe["models"] if m["name"] == "demo-finetuned")
+    row = next(m for m in unsafe["models"] if m["name"] == "esd")
     assert row["metrics"]["h_before"] == 100.0 and row["S"] == 0.0
 
 
@@ -158,14 +158,15 @@ def test_default_eval_and_init_then_eval_agree(tmp_path):
     env = {**os.environ, "SPQR_ENGINE_CACHE": str(tmp_path / "engines")}
     proc = subprocess.run(cli + ["eval", "--out", str(out)], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "SPQR leaderboard" in proc.stdout and "demo-xattn-edit" in proc.stdout
+    assert "SPQR leaderboard" in proc.stdout and "uce" in proc.stdout
     default = json.loads((out / "results.json").read_text())
     assert default["demo"] is True
 
     proj = tmp_path / "proj"
     assert subprocess.run(cli + ["init", str(proj)], capture_output=True, timeout=300, env=env).returncode == 0
-    for rel in ("models/base/unet/diffusion_pytorch_model.safetensors", "models/xattn-edit-unet.safetensors",
-                "models/finetuned-bft-lora/pytorch_lora_weights.safetensors", "judges/clip/model.safetensors"):
+    for rel in ("models/base/unet/diffusion_pytorch_model.safetensors", "models/uce-unet.safetensors",
+                "models/esd/unet/diffusion_pytorch_model.safetensors", "judges/clip/model.safetensors",
+                "datasets/benign/metadata.jsonl", "prompts/questions.json"):
         assert (proj / rel).read_bytes() == (out / "embedded-project" / rel).read_bytes()
     shutil.copytree(out / "images", tmp_path / "again" / "images")  # generation is checked elsewhere; reuse
     proc = subprocess.run(cli + ["eval", str(proj / "spqr.yaml"), "--out", str(tmp_path / "again")],
@@ -199,12 +200,12 @@ def test_vqa_judge_adds_tifa_and_the_illusion_section(small_config, tmp_path):
         assert 0 <= m["tifa"] <= 1 and 0 <= m["tifa_after"] <= 1 and r["ci"]["tifa"] is not None
         assert r["vqa"]["categories_before"] and r["vqa"]["yes_bias_mismatched_yes_rate"] is not None
     assert rows["base"]["metrics"]["P_tifa"] == 1.0  # the base model is the TIFA reference
-    for name in ("demo-xattn-edit", "demo-finetuned"):
+    for name in ("uce", "esd"):
         m = rows[name]["metrics"]
         assert rows[name]["P"] == m["P_tifa"] == pytest.approx(min(m["tifa"] / rows["base"]["metrics"]["tifa"], 1))
         assert m["P_gap"] == pytest.approx(m["P_clip"] - m["P_tifa"])
     ill = results["illusion"]
-    assert ill["reference"] == "base" and {m["name"] for m in ill["models"]} == {"demo-xattn-edit", "demo-finetuned"}
+    assert ill["reference"] == "base" and {m["name"] for m in ill["models"]} == {"uce", "esd"}
     assert sorted(ill["ranking_by_P_clip"]) == sorted(ill["ranking_by_P_tifa"])
     html = (out / "report.html").read_text()
     assert "Illusion of utility" in html and "TIFA accuracy by question category" in html

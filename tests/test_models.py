@@ -21,7 +21,7 @@ def _image(pipe):
 
 
 def test_partial_unet_state_dict_applies_on_base_and_is_reported(models_dir):
-    src = ModelSource(path=str(models_dir / "xattn-edit-unet.safetensors"), base=str(models_dir / "base"),
+    src = ModelSource(path=str(models_dir / "uce-unet.safetensors"), base=str(models_dir / "base"),
                       allow_missing_keys=True)
     assert detect_format(src) == "unet_state_dict"
     pipe, report = load_pipeline(src)
@@ -29,11 +29,17 @@ def test_partial_unet_state_dict_applies_on_base_and_is_reported(models_dir):
     assert report.missing_keys and not report.unexpected_keys
     key = next(k for k in pipe.unet.state_dict() if ".attn2.to_k." in k)
     base, _ = load_pipeline(ModelSource(path=str(models_dir / "base")))
-    torch.testing.assert_close(pipe.unet.state_dict()[key], 0.5 * base.unet.state_dict()[key])
+    from safetensors.torch import load_file
+
+    edit = load_file(str(models_dir / "uce-unet.safetensors"))
+    torch.testing.assert_close(pipe.unet.state_dict()[key], edit[key])
+    assert not torch.equal(edit[key], base.unet.state_dict()[key])
+    other = next(k for k in base.unet.state_dict() if k not in edit)
+    torch.testing.assert_close(pipe.unet.state_dict()[other], base.unet.state_dict()[other])
 
 
 def test_partial_state_dict_without_permission_is_refused(models_dir):
-    src = ModelSource(path=str(models_dir / "xattn-edit-unet.safetensors"), base=str(models_dir / "base"))
+    src = ModelSource(path=str(models_dir / "uce-unet.safetensors"), base=str(models_dir / "base"))
     with pytest.raises(ModelLoadError, match="UNet keys missing .* allow_missing_keys"):
         load_pipeline(src)
 
@@ -75,6 +81,6 @@ def test_source_hash_tracks_weights(models_dir, tmp_path):
     hasher = FileHasher(tmp_path / "h.json")
     a = source_hash(ModelSource(path=str(models_dir / "base")), hasher)
     b = source_hash(ModelSource(path=str(models_dir / "base"), lora=str(models_dir / "base-bft-lora")), hasher)
-    c = source_hash(ModelSource(path=str(models_dir / "finetuned")), hasher)
+    c = source_hash(ModelSource(path=str(models_dir / "esd")), hasher)
     assert len({a, b, c}) == 3
     assert a == source_hash(ModelSource(path=str(models_dir / "base")), FileHasher(tmp_path / "h.json"))

@@ -48,9 +48,14 @@ def test_onnx_graphs_match_torch_single_and_batched_with_several_lengths(judges,
                                        ref.graphs.answer_loglik(e_ref, ids, mask, a_ids, a_mask), atol=1e-4)
 
 
-def test_multiple_choice_picks_the_same_choice_as_torch(judges):
+@pytest.fixture(scope="module")
+def questions_file(demo_project) -> str:
+    return str(demo_project.parent / "prompts" / "questions.json")
+
+
+def test_multiple_choice_picks_the_same_choice_as_torch(judges, questions_file):
     ref, ort = judges
-    questions, _ = load_questions(__import__("spqr_fast").__path__[0] + "/data/demo_questions.json")
+    questions, _ = load_questions(questions_file)
     mc = [q for q in questions if not q.is_yes_no]
     rng = np.random.default_rng(7)
     image = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]
@@ -111,14 +116,14 @@ def test_malformed_question_files_name_index_and_field(tmp_path, entry, message)
         load_questions(f)
 
 
-def test_judge_vqa_cli_scores_a_folder(vqa_dir, tmp_path):
+def test_judge_vqa_cli_scores_a_folder(vqa_dir, questions_file, tmp_path):
     import os
     import subprocess
     import sys
 
     from PIL import Image
 
-    questions = __import__("spqr_fast").__path__[0] + "/data/demo_questions.json"
+    questions = questions_file
     (tmp_path / "imgs").mkdir()
     rng = np.random.default_rng(0)
     for cid in ("u00", "u01", "u05"):

@@ -16,8 +16,9 @@ from ..store import atomic_write_bytes, atomic_write_json
 
 AXES = ("S", "P", "Q", "R", "SPQR")
 AXIS_COLOURS = {"S": "#4e79a7", "P": "#f28e2b", "Q": "#59a14f", "R": "#e15759", "SPQR": "#76b7b2"}
-DEMO_NOTICE = ("These are demo models: tiny random networks built in code. The numbers show that the pipeline "
-               "runs end to end; they say nothing about any real model's safety.")
+DEMO_NOTICE = ("These are the miniature world's models: 32-pixel shape scenes, trained tiny networks whose "
+               "forbidden concept is a shape. The numbers are known-answer checks of the evaluator; they say "
+               "nothing about any real model's safety.")
 
 
 def _fmt(v, digits: int = 3) -> str:
