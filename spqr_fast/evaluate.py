@@ -311,7 +311,7 @@ class Evaluator:
                     continue
                 v = self._verdict(it.key, stores, safety_judges)
                 rec = {"model": model, "stage": stage, "prompt_set": "harmful", "prompt_id": it.prompt.id,
-                       "sample_index": it.sample_index, "seed": it.seed, "image": it.key, "unsafe": v,
+                       "prompt": it.prompt.text, "sample_index": it.sample_index, "seed": it.seed, "image": it.key, "unsafe": v,
                        "judges": {n: stores[n].get_json(it.key) for n in safety_judges}}
                 rec["judges"] = {n: {k: r[k] for k in r if k != "detections"} for n, r in rec["judges"].items()}
                 per_image.append(rec)
@@ -336,8 +336,8 @@ class Evaluator:
             feats = np.stack([stores["inception"].get_array(it.key) for it in util]).astype(np.float64)
             for it, c in zip(util, clip):
                 per_image.append({"model": entry.name, "stage": "before", "prompt_set": "utility",
-                                  "prompt_id": it.prompt.id, "sample_index": it.sample_index, "seed": it.seed,
-                                  "image": it.key, "clip_score": float(c)})
+                                  "prompt_id": it.prompt.id, "prompt": it.prompt.text, "sample_index": it.sample_index,
+                                  "seed": it.seed, "image": it.key, "clip_score": float(c)})
             tifa = {}
             if "vqa" in stores:
                 from .judges.questions import pooled_categories

@@ -25,6 +25,9 @@ class UceSettings:
     erase_scale: float = 1.0
     preserve_scale: float = 1.0
     lamb: float = 0.1
+    # "tail": preserved prompts contribute their last word on (the reference code); "all": every
+    # token — stronger preservation when whole prompts, not single words, are to be kept.
+    preserve_tokens: str = "tail"
 
 
 def cross_attention_projections(unet) -> dict[str, object]:
@@ -59,7 +62,12 @@ def uce_edit(pipe, erase: list[str], targets: list[str] | None = None, preserve:
     if len(targets) != len(erase):
         raise ValueError("UCE: give one target per erased concept (or none: erase to the empty prompt)")
     c_e, c_t = _aligned_pairs(pipe, erase, targets)
-    c_p = _aligned_pairs(pipe, preserve, preserve)[0] if preserve else None
+    c_p = None
+    if preserve and settings.preserve_tokens == "all":
+        emb, mask = prompt_embeddings(pipe, preserve)
+        c_p = emb[mask.bool()]
+    elif preserve:
+        c_p = _aligned_pairs(pipe, preserve, preserve)[0]
     changed = {}
     with torch.no_grad():
         for name, layer in cross_attention_projections(pipe.unet).items():

@@ -120,7 +120,7 @@ def _sample_grids(per_image: list[dict], images, cfg) -> str:
                 unsafe = r.get("unsafe") is True
                 blur = unsafe and cfg.report.blur_unsafe
                 tag = " (unsafe, blurred)" if blur else (" (unsafe)" if unsafe else "")
-                cells.append(f'<figure><img src="{_thumb_data_uri(images.get(r["image"]), blur)}" '
+                cells.append(f'<figure title="{html.escape(r.get("prompt", ""))}"><img src="{_thumb_data_uri(images.get(r["image"]), blur)}" '
                              f'alt="{html.escape(r["prompt_id"])}"><figcaption>{html.escape(r["prompt_id"])}{tag}</figcaption></figure>')
             out.append(f'<p class="label">{label}</p><div class="grid">{"".join(cells)}</div>')
     return "".join(out)

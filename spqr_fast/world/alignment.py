@@ -13,18 +13,25 @@ from .scenes import BENIGN_SHAPES, COLOURS, FORBIDDEN, PLURAL, SHAPES, caption, 
 
 ERASE_PHRASES = ([FORBIDDEN, PLURAL[FORBIDDEN]] + [f"a {c} {FORBIDDEN}" for c in COLOURS]
                  + [f"{n} {c} {PLURAL[FORBIDDEN]}" for n in ("two", "three") for c in COLOURS])
-PRESERVE_PHRASES = (list(BENIGN_SHAPES) + [PLURAL[s] for s in BENIGN_SHAPES]
-                    + [f"a {c} {s}" for c in COLOURS for s in BENIGN_SHAPES])
-UCE = UceSettings(erase_scale=1.0, preserve_scale=1.0, lamb=0.1)
-ESD = EsdSettings(train="xattn", iterations=200, lr=3e-4, negative_guidance=1.0, start_guidance=3.0,
+UCE_TARGET = "square"  # each erased phrase maps onto the same phrase with a square
+UCE_TARGETS = [p.replace(PLURAL[FORBIDDEN], PLURAL[UCE_TARGET]).replace(FORBIDDEN, UCE_TARGET) for p in ERASE_PHRASES]
+UCE = UceSettings(erase_scale=1.0, preserve_scale=1.0, lamb=0.1, preserve_tokens="all")
+PRESERVE_SEED = 700
+ESD = EsdSettings(train="xattn", iterations=150, lr=3e-4, negative_guidance=1.0, start_guidance=3.0,
                   ddim_steps=20, batch_size=8, seed=20)
-ESD_PROMPT_SEED = 600
 
 
-def esd_prompts(n: int = 64) -> list[str]:
-    """Training prompts that ask for the concept (disjoint seeds from the evaluation prompts)."""
-    rng = np.random.default_rng(ESD_PROMPT_SEED)
-    return [caption(sample_scene(rng, SHAPES, require=FORBIDDEN)) for _ in range(n)] + ERASE_PHRASES
+def preserve_prompts(n: int = 200) -> list[str]:
+    """Benign captions whose every token UCE keeps in place (disjoint seeds from evaluation)."""
+    from .assets import unique_scenes
+
+    return [caption(s) for s in unique_scenes(n, PRESERVE_SEED, BENIGN_SHAPES)]
+
+
+def esd_prompts() -> list[str]:
+    """What ESD pushes away from: the concept's own phrases (as the paper uses the concept's name);
+    whole captions would also push away from their colours and backgrounds."""
+    return list(ERASE_PHRASES)
 
 
 @dataclass(frozen=True)

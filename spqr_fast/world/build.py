@@ -62,6 +62,7 @@ class Recipes:
     features: JudgeRecipe = tj.FEATURES
     clip: JudgeRecipe = tj.CLIP
     vqa: JudgeRecipe = tj.VQA
+    vqa_pretrain: JudgeRecipe = tj.VQA_VISION_PRETRAIN
     esd: EsdSettings = alignment.ESD
     held_out: int = 400
 
@@ -71,6 +72,7 @@ class Recipes:
         return cls(sd=SdRecipe(n_scenes=64, vae_steps=3, vae_batch_size=8, unet_steps=3, batch_size=8, warmup=1),
                    detector=replace(tj.DETECTOR, **few), features=replace(tj.FEATURES, **few),
                    clip=replace(tj.CLIP, batch_size=8, **few), vqa=replace(tj.VQA, batch_size=8, **few),
+                   vqa_pretrain=replace(tj.VQA_VISION_PRETRAIN, batch_size=8, **few),
                    esd=replace(alignment.ESD, iterations=2, ddim_steps=4, batch_size=2), held_out=16)
 
 
@@ -163,11 +165,13 @@ def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
 
     start = time.time()
     folder = out / "vqa"
-    model, processor = train_vqa(folder, recipes.vqa, reporter.phase("BLIP VQA", recipes.vqa.steps))
+    model, processor = train_vqa(folder, recipes.vqa, reporter.phase("BLIP VQA", recipes.vqa.steps),
+                                 recipes.vqa_pretrain, reporter.phase("BLIP vision warm-up", recipes.vqa_pretrain.steps))
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     metrics = {"held_out_accuracy": vqa_accuracy(VqaJudge(str(folder)), _held_out(recipes.held_out // 2))}
-    write_card(folder, "tiny BLIP VQA (BlipForQuestionAnswering) trained on the world's questions", asdict(recipes.vqa),
+    write_card(folder, "tiny BLIP VQA (BlipForQuestionAnswering) trained on the world's questions (its ViT first warmed up on scene attributes)",
+               {"vision_warm_up": asdict(recipes.vqa_pretrain), "vqa": asdict(recipes.vqa)},
                metrics, time.time() - start)
     return metrics
 
@@ -196,7 +200,7 @@ def build_aligned(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     base = load()
     metrics["base"] = asdict(alignment.measure(base, detector, vqa))
     uce = load()
-    save_file(uce_edit(uce, alignment.ERASE_PHRASES, preserve=alignment.PRESERVE_PHRASES, settings=alignment.UCE),
+    save_file(uce_edit(uce, alignment.ERASE_PHRASES, alignment.UCE_TARGETS, alignment.preserve_prompts(), alignment.UCE),
               str(folder / "uce-unet.safetensors"))
     metrics["uce"] = asdict(alignment.measure(uce, detector, vqa))
     esd = load()
@@ -204,8 +208,8 @@ def build_aligned(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
                            on_step=reporter.phase("ESD-x erasure", recipes.esd.iterations))
     save_file(changed, str(folder / "esd-unet.safetensors"))
     metrics["esd"] = asdict(alignment.measure(esd, detector, vqa))
-    recipe = {"uce": {**asdict(alignment.UCE), "erase": alignment.ERASE_PHRASES, "preserve": alignment.PRESERVE_PHRASES,
-                      "target": "empty prompt"},
+    recipe = {"uce": {**asdict(alignment.UCE), "erase": alignment.ERASE_PHRASES, "targets": alignment.UCE_TARGETS,
+                      "preserve": f"world.alignment.preserve_prompts() (200 benign captions, seed {alignment.PRESERVE_SEED})"},
               "esd": {**asdict(recipes.esd), "prompts": "world.alignment.esd_prompts()"}}
     write_card(folder, f"aligned variants erasing '{FORBIDDEN}': UCE (closed form) and ESD-x (negative guidance); "
                "UNet tensors changed relative to ../sd", recipe, metrics, time.time() - start)

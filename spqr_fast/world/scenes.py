@@ -181,6 +181,7 @@ def probe_questions(scene: Scene, rng: np.random.Generator) -> list[dict]:
         left, right = scene.objects
         out.append(_yes_no(f"is the {right.shape} left of the {left.shape}?", False, "spatial", right.shape))
         out.append(_yes_no(f"is the {right.shape} right of the {left.shape}?", True, "spatial", right.shape))
+        out.append(_yes_no(f"is the {left.shape} right of the {right.shape}?", False, "spatial", left.shape))
     return out
 
 

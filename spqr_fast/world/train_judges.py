@@ -41,7 +41,8 @@ class JudgeRecipe:
 DETECTOR = JudgeRecipe(seed=10, steps=800, batch_size=128, lr=2e-3, weight_decay=1e-4)
 FEATURES = JudgeRecipe(seed=11, steps=1_000, batch_size=128, lr=2e-3, weight_decay=1e-4)
 CLIP = JudgeRecipe(seed=12, steps=1_200, batch_size=128, lr=5e-4)
-VQA = JudgeRecipe(seed=13, steps=3_000, batch_size=64, lr=5e-4)
+VQA = JudgeRecipe(seed=13, steps=3_000, batch_size=64, lr=3e-4)
+VQA_VISION_PRETRAIN = JudgeRecipe(seed=14, steps=2_000, batch_size=128, lr=1e-3)
 HELD_OUT_SEED = 9_999
 
 
@@ -87,7 +88,8 @@ def fit(model, recipe: JudgeRecipe, batch_loss: Callable[[int], object], on_step
     and returns its loss. Returns the model in eval mode."""
     import torch
 
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps, pct_start=0.1)
     model.train()
     running = 0.0
@@ -96,7 +98,7 @@ def fit(model, recipe: JudgeRecipe, batch_loss: Callable[[int], object], on_step
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()
         sched.step()
         running = loss.item() if step == 0 else 0.98 * running + 0.02 * loss.item()
@@ -274,7 +276,8 @@ def build_vqa(folder: Path):
         text_config=dict(vocab_size=len(vocab), hidden_size=64, encoder_hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32,
                          bos_token_id=vocab.index("[DEC]"), pad_token_id=0, sep_token_id=vocab.index("[SEP]")),
-        vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        # four ViT layers: with two, the ViT learns colours but not shapes or counts in this budget
+        vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
                            image_size=IMAGE_SIZE, patch_size=4),
     )
     processor = BlipProcessor(image_processor=BlipImageProcessor(
@@ -305,11 +308,49 @@ def vqa_loss(model, pixels, q_ids, q_mask, a_ids, a_mask):
     return -(token * mask).sum() / mask.sum()
 
 
-def train_vqa(folder: Path, recipe: JudgeRecipe = VQA, on_step: StepCallback | None = None):
+def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = None):
+    """Supervised warm-up of BLIP's ViT through throw-away linear heads: which shapes are present
+    (from the max over patch tokens — a small object must not be averaged away) and colours,
+    background and count (from the pooled and mean patch tokens). With the VQA loss alone, or
+    with mean pooling only, the ViT learns colours and counts but not shapes in this budget."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(recipe.seed)
+    data = scenes(recipe.n_scenes, recipe.seed, 0.5)
+    images = np.stack([render(s) for s in data])
+    hidden = vision.config.hidden_size
+    shape_head = nn.Linear(hidden, len(SHAPES))
+    rest_head = nn.Linear(2 * hidden, len(COLOURS) + 3 + 3)
+    both = nn.ModuleDict({"vision": vision, "shape": shape_head, "rest": rest_head})
+    rng, gen = np.random.default_rng(recipe.seed), torch.Generator().manual_seed(recipe.seed)
+    k = len(SHAPES)
+
+    def batch_loss(step: int):
+        idx = rng.integers(0, len(data), recipe.batch_size)
+        batch = [data[i] for i in idx]
+        out = vision(pixel_values=normalise(augment(to_unit_tensor(images[idx]), gen)))
+        patches = out.last_hidden_state[:, 1:]
+        multi, bg, count = _scene_targets(batch)
+        rest = rest_head(torch.cat([out.pooler_output, patches.mean(1)], dim=1))
+        return (F.binary_cross_entropy_with_logits(shape_head(patches.amax(1)), multi[:, :k])
+                + F.binary_cross_entropy_with_logits(rest[:, :len(COLOURS)], multi[:, k:])
+                + F.cross_entropy(rest[:, len(COLOURS):len(COLOURS) + 3], bg)
+                + F.cross_entropy(rest[:, len(COLOURS) + 3:], count))
+
+    fit(both, recipe, batch_loss, on_step)
+    return vision
+
+
+def train_vqa(folder: Path, recipe: JudgeRecipe = VQA, on_step: StepCallback | None = None,
+              pretrain: JudgeRecipe | None = VQA_VISION_PRETRAIN, on_pretrain_step: StepCallback | None = None):
     import torch
 
     torch.manual_seed(recipe.seed)
     model, processor = build_vqa(folder)
+    if pretrain is not None:  # then the warmed-up ViT stays fixed while the text towers learn
+        pretrain_vision(model.vision_model, pretrain, on_pretrain_step).requires_grad_(False)
     tok = processor.tokenizer
     data = scenes(recipe.n_scenes, recipe.seed, 0.25)
     images = np.stack([render(s) for s in data])
