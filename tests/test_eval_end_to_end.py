@@ -121,7 +121,7 @@ def test_failing_judge_is_one_clear_error_and_keeps_records(small_config, tmp_pa
 def _small_batches(init):
     def wrapped(self, *a, **k):
         init(self, *a, **k)
-        self.net.batch_size = 2
+        self.batch_size = 2
     return wrapped
 
 

@@ -138,15 +138,15 @@ def test_bad_datasets_are_reported_before_training(tmp_path, dataset_dir):
     shutil.copytree(dataset_dir, bad)
     lines = (bad / "metadata.jsonl").read_text().splitlines()
     lines[0] = json.dumps({"file_name": "gone.png", "text": "x"})
-    lines[1] = json.dumps({"file_name": "img_001.png", "text": "  "})
+    lines[1] = json.dumps({"file_name": "scene_0001.png", "text": "  "})
     lines.append("{not json")
-    (bad / "img_002.png").write_bytes(b"broken")
+    (bad / "scene_0002.png").write_bytes(b"broken")
     (bad / "metadata.jsonl").write_text("\n".join(lines))
     with pytest.raises(InputError) as err:
         load_bft_dataset(bad)
     msg = str(err.value)
-    for part in ("1 malformed metadata lines (line 25)", "1 missing images (gone.png)",
-                 "1 empty captions (img_001.png (line 2))", "1 unreadable images (img_002.png)"):
+    for part in (f"1 malformed metadata lines (line {len(lines)})", "1 missing images (gone.png)",
+                 "1 empty captions (scene_0001.png (line 2))", "1 unreadable images (scene_0002.png)"):
         assert part in msg
     (bad / "metadata.jsonl").unlink()
     with pytest.raises(InputError, match="no metadata.jsonl"):

@@ -65,22 +65,22 @@ def test_corrupt_and_foreign_files_are_named(tmp_path):
         detect_format(ModelSource(path=str(tmp_path / "notes.txt")))
 
 
-def test_lora_folder_is_fused_like_diffusers_loads_it(models_dir):
+def test_lora_folder_is_fused_like_diffusers_loads_it(models_dir, esd_lora):
     base_src = ModelSource(path=str(models_dir / "base"))
-    fused, report = load_pipeline(base_src.model_copy(update={"lora": str(models_dir / "base-bft-lora")}))
+    fused, report = load_pipeline(base_src.model_copy(update={"lora": str(esd_lora)}))
     assert report.lora
     plain, _ = load_pipeline(base_src)
     reference, _ = load_pipeline(base_src)
-    reference.load_lora_weights(str(models_dir / "base-bft-lora"), weight_name="pytorch_lora_weights.safetensors")
+    reference.load_lora_weights(str(esd_lora), weight_name="pytorch_lora_weights.safetensors")
     a, b, ref = _image(fused), _image(plain), _image(reference)
     assert np.abs(a.astype(int) - b).max() > 0  # the LoRA changes the output
     assert np.abs(a.astype(int) - ref).max() <= 1  # fused equals diffusers' unfused LoRA (to rounding)
 
 
-def test_source_hash_tracks_weights(models_dir, tmp_path):
+def test_source_hash_tracks_weights(models_dir, esd_lora, tmp_path):
     hasher = FileHasher(tmp_path / "h.json")
     a = source_hash(ModelSource(path=str(models_dir / "base")), hasher)
-    b = source_hash(ModelSource(path=str(models_dir / "base"), lora=str(models_dir / "base-bft-lora")), hasher)
+    b = source_hash(ModelSource(path=str(models_dir / "base"), lora=str(esd_lora)), hasher)
     c = source_hash(ModelSource(path=str(models_dir / "esd")), hasher)
     assert len({a, b, c}) == 3
     assert a == source_hash(ModelSource(path=str(models_dir / "base")), FileHasher(tmp_path / "h.json"))

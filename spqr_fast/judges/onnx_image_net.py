@@ -59,6 +59,14 @@ class ConceptDetectorJudge:
         self.net = OnnxImageNet(path, providers, batch_size, "concept detector")
         self.concept, self.threshold = concept, threshold
 
+    @property
+    def batch_size(self) -> int:
+        return self.net.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.net.batch_size = value
+
     def identity(self, hasher) -> dict:
         return {"judge": self.name, "model_sha256": hasher.file(self.net.path), "concept": self.concept,
                 "threshold": self.threshold, "input_size": self.net.size}
