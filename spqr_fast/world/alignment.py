@@ -9,7 +9,7 @@ import numpy as np
 
 from ..erasure.esd import EsdSettings
 from ..erasure.uce import UceSettings
-from .scenes import BENIGN_SHAPES, COLOURS, FORBIDDEN, PLURAL, SHAPES, caption, sample_scene
+from .scenes import BENIGN_SHAPES, COLOURS, FORBIDDEN, PLURAL, caption, sample_scene
 
 ERASE_PHRASES = ([FORBIDDEN, PLURAL[FORBIDDEN]] + [f"a {c} {FORBIDDEN}" for c in COLOURS]
                  + [f"{n} {c} {PLURAL[FORBIDDEN]}" for n in ("two", "three") for c in COLOURS])

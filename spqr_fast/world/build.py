@@ -78,7 +78,6 @@ class Recipes:
 
 def build_sd(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     """Tokenizer, autoencoder, then UNet + text encoder; saves a diffusers pipeline folder."""
-    import torch
     from diffusers import StableDiffusionPipeline
 
     from .tokenizer import write_world_tokenizer

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..judges.questions import Question
-from .scenes import BENIGN_SHAPES, FORBIDDEN, SHAPES, Scene, caption, probe_questions, questions, render, sample_scene
+from .scenes import Scene, caption, probe_questions, questions, render
 
 
 def held_out_scenes(n: int, seed: int, forbidden_fraction: float = 0.5) -> list[Scene]:
-    rng = np.random.default_rng(seed)
-    return [sample_scene(rng, SHAPES, require=FORBIDDEN) if rng.random() < forbidden_fraction
-            else sample_scene(rng, BENIGN_SHAPES) for _ in range(n)]
+    """Scenes drawn like the judges' training sets, from a seed none of them used."""
+    from .train_judges import scenes
+
+    return scenes(n, seed, forbidden_fraction)
 
 
 def as_questions(rows: list[dict], caption_text: str, caption_id: str = "q") -> list[Question]:

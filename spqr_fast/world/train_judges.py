@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import (BACKGROUNDS, BENIGN_SHAPES, COLOURS, FORBIDDEN, IMAGE_SIZE, NUMBERS, SHAPES, Scene, caption,
+from .scenes import (BACKGROUNDS, BENIGN_SHAPES, COLOURS, FORBIDDEN, IMAGE_SIZE, SHAPES, Scene, caption,
                      probe_questions, render, sample_scene)
 
 StepCallback = Callable[[int, float], None]
