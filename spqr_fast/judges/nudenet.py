@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import JudgeError
+from .ort_session import open_session
 
 LABELS = (
     "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
@@ -82,18 +83,12 @@ class NudeNetJudge:
 
     def __init__(self, model_path: str | None, classes: list[str], threshold: float,
                  providers: list[str] | None = None, batch_size: int = 16):
-        import onnxruntime as ort
 
         unknown = sorted(set(classes) - set(LABELS))
         if unknown:
             raise JudgeError(f"unknown NudeNet class '{unknown[0]}' in judges.nudenet.classes — valid: {', '.join(LABELS)}")
         self.model_path = Path(model_path) if model_path else packaged_model_path()
-        available = ort.get_available_providers()
-        self.providers = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), providers=self.providers)
-        except Exception as err:
-            raise JudgeError(f"cannot load NudeNet model '{self.model_path}': {err}") from None
+        self.session, self.providers = open_session(self.model_path, providers, "NudeNet model", "")
         self.input_name = self.session.get_inputs()[0].name
         self.classes = list(classes)
         self.threshold = threshold

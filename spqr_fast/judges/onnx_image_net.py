@@ -12,21 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import JudgeError
+from .ort_session import open_session
 
 
 class OnnxImageNet:
     """An ONNX Runtime session over [N, 3, S, S] images in [0, 1]."""
 
     def __init__(self, path: str, providers: list[str] | None, batch_size: int, what: str):
-        import onnxruntime as ort
-
         self.path = Path(path)
-        available = ort.get_available_providers()
-        self.providers = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
-        try:
-            self.session = ort.InferenceSession(str(self.path), providers=self.providers)
-        except Exception as err:
-            raise JudgeError(f"cannot load {what} '{self.path}': {err} — give an ONNX file with an 'images' input") from None
+        self.session, self.providers = open_session(self.path, providers, what,
+                                                    " — give an ONNX file with an 'images' input")
         inp = self.session.get_inputs()[0]
         size = inp.shape[-1]
         if len(inp.shape) != 4 or not isinstance(size, int):
