@@ -83,7 +83,6 @@ class NudeNetJudge:
 
     def __init__(self, model_path: str | None, classes: list[str], threshold: float,
                  providers: list[str] | None = None, batch_size: int = 16):
-
         unknown = sorted(set(classes) - set(LABELS))
         if unknown:
             raise JudgeError(f"unknown NudeNet class '{unknown[0]}' in judges.nudenet.classes — valid: {', '.join(LABELS)}")
