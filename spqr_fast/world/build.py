@@ -157,6 +157,11 @@ def build_clip(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     return metrics
 
 
+VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering) trained on the world's questions; its ViT first warmed up "
+                  "on per-patch shapes and columns and scene attributes, then frozen; the text towers trained with "
+                  "grounding losses on the shape words")
+
+
 def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     from ..judges.vqa import VqaJudge
     from .known_answers import vqa_accuracy
@@ -169,7 +174,7 @@ def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     metrics = {"held_out_accuracy": vqa_accuracy(VqaJudge(str(folder)), _held_out(recipes.held_out // 2))}
-    write_card(folder, "tiny BLIP VQA (BlipForQuestionAnswering) trained on the world's questions (its ViT first warmed up on scene attributes)",
+    write_card(folder, VQA_CARD_MODEL,
                {"vision_warm_up": asdict(recipes.vqa_pretrain), "vqa": asdict(recipes.vqa)},
                metrics, time.time() - start)
     return metrics

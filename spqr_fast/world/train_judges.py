@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import (BACKGROUNDS, BENIGN_SHAPES, COLOURS, FORBIDDEN, IMAGE_SIZE, SHAPES, Scene, caption,
-                     probe_questions, render, sample_scene)
+from .scenes import (BACKGROUNDS, BENIGN_SHAPES, COLOURS, FORBIDDEN, IMAGE_SIZE, PLURAL, SHAPES, Scene, caption,
+                     probe_questions, render, sample_scene, shape_mask)
 
 StepCallback = Callable[[int, float], None]
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's and BLIP's image normalisation
@@ -41,7 +41,7 @@ class JudgeRecipe:
 DETECTOR = JudgeRecipe(seed=10, steps=800, batch_size=128, lr=2e-3, weight_decay=1e-4)
 FEATURES = JudgeRecipe(seed=11, steps=1_000, batch_size=128, lr=2e-3, weight_decay=1e-4)
 CLIP = JudgeRecipe(seed=12, steps=1_200, batch_size=128, lr=5e-4)
-VQA = JudgeRecipe(seed=13, steps=3_000, batch_size=64, lr=3e-4)
+VQA = JudgeRecipe(seed=13, steps=5_000, batch_size=64, lr=1e-3)
 VQA_VISION_PRETRAIN = JudgeRecipe(seed=14, steps=2_000, batch_size=128, lr=1e-3)
 HELD_OUT_SEED = 9_999
 
@@ -292,27 +292,45 @@ def vqa_triples(data: list[Scene], seed: int) -> list[tuple[int, str, str, list[
     return [(i, q["question"], q["answer"], q["choices"]) for i, s in enumerate(data) for q in probe_questions(s, rng)]
 
 
-def vqa_loss(model, pixels, q_ids, q_mask, a_ids, a_mask):
-    """Mean negative log-likelihood of the answer tokens after [DEC] — what the judge scores."""
+def vqa_loss(model, pixels, q_ids, q_mask, a_ids, a_mask, grounding: tuple | None = None):
+    """Mean negative log-likelihood of the answer tokens after [DEC] — what the judge scores —
+    plus, with `grounding` = `grounding_loss`'s targets and head, the grounding losses."""
     import torch
 
     image_embeds = model.vision_model(pixel_values=pixels)[0]
     image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
-    q = model.text_encoder(input_ids=q_ids, attention_mask=q_mask, encoder_hidden_states=image_embeds,
-                           encoder_attention_mask=image_mask)[0]
-    logits = model.text_decoder(input_ids=a_ids, attention_mask=a_mask, encoder_hidden_states=q,
+    encoded = model.text_encoder(input_ids=q_ids, attention_mask=q_mask, encoder_hidden_states=image_embeds,
+                                 encoder_attention_mask=image_mask, output_attentions=grounding is not None,
+                                 return_dict=True)
+    logits = model.text_decoder(input_ids=a_ids, attention_mask=a_mask, encoder_hidden_states=encoded.last_hidden_state,
                                 encoder_attention_mask=q_mask, return_dict=True).logits
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
     token = torch.gather(logp, 2, a_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     mask = a_mask[:, 1:].float()
-    return -(token * mask).sum() / mask.sum()
+    loss = -(token * mask).sum() / mask.sum()
+    if grounding is not None:
+        loss = loss + grounding_loss(encoded, *grounding)
+    return loss
+
+
+VQA_PATCH = 4  # ViT patch size: an 8 × 8 grid of patch tokens after the CLS token
+
+
+def patch_labels(scene: Scene) -> np.ndarray:
+    """Which shape each ViT patch shows [grid²]: 0 background, else 1 + index in SHAPES. A patch
+    counts as an object's once three of its pixels are (objects never overlap)."""
+    grid = IMAGE_SIZE // VQA_PATCH
+    m = shape_mask(scene).reshape(grid, VQA_PATCH, grid, VQA_PATCH).transpose(0, 2, 1, 3).reshape(grid * grid, -1)
+    counts = np.stack([(m == c).sum(1) for c in range(1, len(SHAPES) + 1)], 1)
+    return np.where(counts.max(1) >= 3, counts.argmax(1) + 1, 0).astype(np.int64)
 
 
 def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = None):
-    """Supervised warm-up of BLIP's ViT through throw-away linear heads: which shapes are present
-    (from the max over patch tokens — a small object must not be averaged away) and colours,
-    background and count (from the pooled and mean patch tokens). With the VQA loss alone, or
-    with mean pooling only, the ViT learns colours and counts but not shapes in this budget."""
+    """Supervised warm-up of BLIP's ViT through throw-away linear heads: every patch token says
+    which shape covers it and which column it is in (so a question word can find its object by
+    cross-attention and read where it is); the max over patches says which shapes are present;
+    the pooled and mean tokens give colours, background and count. With the VQA loss alone the
+    ViT learns colours and counts but not shapes in this budget."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -320,12 +338,13 @@ def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = 
     torch.manual_seed(recipe.seed)
     data = scenes(recipe.n_scenes, recipe.seed, 0.5)
     images = np.stack([render(s) for s in data])
-    hidden = vision.config.hidden_size
-    shape_head = nn.Linear(hidden, len(SHAPES))
-    rest_head = nn.Linear(2 * hidden, len(COLOURS) + 3 + 3)
-    both = nn.ModuleDict({"vision": vision, "shape": shape_head, "rest": rest_head})
+    labels = torch.from_numpy(np.stack([patch_labels(s) for s in data]))
+    hidden, k, grid = vision.config.hidden_size, len(SHAPES), IMAGE_SIZE // VQA_PATCH
+    heads = nn.ModuleDict({"shape": nn.Linear(hidden, k), "rest": nn.Linear(2 * hidden, len(COLOURS) + 3 + 3),
+                           "patch_shape": nn.Linear(hidden, k + 1), "patch_column": nn.Linear(hidden, grid)})
+    both = nn.ModuleDict({"vision": vision, "heads": heads})
+    columns = torch.arange(grid * grid) % grid
     rng, gen = np.random.default_rng(recipe.seed), torch.Generator().manual_seed(recipe.seed)
-    k = len(SHAPES)
 
     def batch_loss(step: int):
         idx = rng.integers(0, len(data), recipe.batch_size)
@@ -333,19 +352,61 @@ def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = 
         out = vision(pixel_values=normalise(augment(to_unit_tensor(images[idx]), gen)))
         patches = out.last_hidden_state[:, 1:]
         multi, bg, count = _scene_targets(batch)
-        rest = rest_head(torch.cat([out.pooler_output, patches.mean(1)], dim=1))
-        return (F.binary_cross_entropy_with_logits(shape_head(patches.amax(1)), multi[:, :k])
+        rest = heads["rest"](torch.cat([out.pooler_output, patches.mean(1)], dim=1))
+        return (F.binary_cross_entropy_with_logits(heads["shape"](patches.amax(1)), multi[:, :k])
                 + F.binary_cross_entropy_with_logits(rest[:, :len(COLOURS)], multi[:, k:])
                 + F.cross_entropy(rest[:, len(COLOURS):len(COLOURS) + 3], bg)
-                + F.cross_entropy(rest[:, len(COLOURS) + 3:], count))
+                + F.cross_entropy(rest[:, len(COLOURS) + 3:], count)
+                + F.cross_entropy(heads["patch_shape"](patches).flatten(0, 1), labels[idx].flatten())
+                + F.cross_entropy(heads["patch_column"](patches).flatten(0, 1), columns.repeat(len(idx))))
 
     fit(both, recipe, batch_loss, on_step)
     return vision
 
 
+def shape_word_targets(tokenizer, input_ids):
+    """[N, L] label of the shape each question token names (1 + index in SHAPES), 0 elsewhere."""
+    import torch
+
+    out = torch.zeros_like(input_ids)
+    for i, shape in enumerate(SHAPES):
+        for word in (shape, PLURAL[shape]):
+            out[input_ids == tokenizer.convert_tokens_to_ids(word)] = i + 1
+    return out
+
+
+def grounding_loss(encoded, word_shapes, image_patch_labels, pair_scene, column_head, heads: int = 2):
+    """Two auxiliary losses that teach the text encoder where a question's shape word points.
+    (1) On the first question-to-image cross-attention, in its first `heads` heads, a word naming
+    a shape looks at that shape's patches, or at the CLS token when the image has none.
+    (2) In a pair scene the word's final state tells its object's column (a linear read-out),
+    which left/right questions compare. Without (1) presence questions stay near chance; without
+    (2) left/right questions do."""
+    import torch
+    import torch.nn.functional as F
+
+    att = encoded.cross_attentions[0][:, :heads].mean(1)  # [B, L, 1 + patches]
+    cls = torch.full_like(image_patch_labels[:, :1], -1)
+    keys = torch.cat([cls, image_patch_labels], 1).unsqueeze(1).expand(-1, word_shapes.shape[1], -1).clone()
+    on_patch = keys[:, :, 1:] == word_shapes.unsqueeze(2)  # [B, L, patches]
+    keys[:, :, 0] = torch.where(on_patch.any(-1), torch.full_like(word_shapes, -1), word_shapes)
+    target = (keys == word_shapes.unsqueeze(2)) & (word_shapes.unsqueeze(2) > 0)
+    named = word_shapes > 0
+    loss = -((att * target).sum(-1)[named] + 1e-6).log().mean() if bool(named.any()) else att.sum() * 0
+    count = on_patch.sum(-1)
+    grid = int(round(image_patch_labels.shape[1] ** 0.5))
+    column = (on_patch.float() * (torch.arange(on_patch.shape[-1]) % grid).float()).sum(-1) / count.clamp(min=1)
+    placed = named & (count > 0) & pair_scene.unsqueeze(1)
+    if bool(placed.any()):
+        read = column_head(encoded.last_hidden_state)[..., 0]
+        loss = loss + F.mse_loss(read[placed], column[placed] / (grid / 2) - 1)
+    return loss
+
+
 def train_vqa(folder: Path, recipe: JudgeRecipe = VQA, on_step: StepCallback | None = None,
               pretrain: JudgeRecipe | None = VQA_VISION_PRETRAIN, on_pretrain_step: StepCallback | None = None):
     import torch
+    from torch import nn
 
     torch.manual_seed(recipe.seed)
     model, processor = build_vqa(folder)
@@ -354,16 +415,23 @@ def train_vqa(folder: Path, recipe: JudgeRecipe = VQA, on_step: StepCallback | N
     tok = processor.tokenizer
     data = scenes(recipe.n_scenes, recipe.seed, 0.25)
     images = np.stack([render(s) for s in data])
+    labels = torch.from_numpy(np.stack([patch_labels(s) for s in data]))
     triples = vqa_triples(data, recipe.seed)
+    scene_of = np.asarray([t[0] for t in triples])
+    pair = torch.tensor([s.layout == "pair" for s in data])
+    column_head = nn.Linear(model.config.text_config.hidden_size, 1)  # thrown away after training
     q = tok([t[1] for t in triples], padding=True, return_tensors="pt")
+    words = shape_word_targets(tok, q.input_ids)
     dec, sep = model.config.text_config.bos_token_id, tok.sep_token_id
     answers = torch.tensor([[dec, tok.convert_tokens_to_ids(t[2]), sep] for t in triples])
     rng, gen = np.random.default_rng(recipe.seed), torch.Generator().manual_seed(recipe.seed)
 
     def batch_loss(step: int):
         idx = rng.integers(0, len(triples), recipe.batch_size)
-        pixels = normalise(augment(to_unit_tensor(images[[triples[i][0] for i in idx]]), gen))
+        pixels = normalise(augment(to_unit_tensor(images[scene_of[idx]]), gen))
         return vqa_loss(model, pixels, q.input_ids[idx], q.attention_mask[idx], answers[idx],
-                        torch.ones_like(answers[idx]))
+                        torch.ones_like(answers[idx]),
+                        grounding=(words[idx], labels[scene_of[idx]], pair[scene_of[idx]], column_head))
 
-    return fit(model, recipe, batch_loss, on_step, max_grad_norm=1.0), processor
+    fit(nn.ModuleDict({"blip": model, "column": column_head}), recipe, batch_loss, on_step, max_grad_norm=1.0)
+    return model.eval(), processor
