@@ -158,6 +158,15 @@ def test_make_world_entry_point_rebuilds_every_part_and_a_project_loads_it(tmp_p
     assert OnnxFeatures(cfg.judges.inception.onnx).features(ims).shape == (3, 128)
     assert ClipScorer(cfg.judges.clip.path).score(ims, ["a red square on a grey background"] * 3).shape == (3,)
     assert VqaJudge(cfg.judges.vqa.path).image_embeddings(ims).shape[0] == 3
+    # the project is kept while the weights stay, rewritten once they change (e.g. after `make world`)
+    stamp = tmp_path / "project" / "judges" / "vqa" / "card.json"
+    (tmp_path / "project" / "marker").write_text("kept")
+    write_world_project(tmp_path / "project", weights=weights)
+    assert (tmp_path / "project" / "marker").is_file()
+    card = json.loads((weights / "vqa" / "card.json").read_text())
+    (weights / "vqa" / "card.json").write_text(json.dumps({**card, "retrained": True}))
+    write_world_project(tmp_path / "project", weights=weights)
+    assert json.loads(stamp.read_text())["retrained"] is True
 
 
 def test_training_is_reproducible_from_its_seed():

@@ -10,6 +10,7 @@ after-BFT stage comes from a real `lite` benign fine-tune.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -70,12 +71,26 @@ def _esd_folder(src: Path, patch: Path, out: Path) -> None:
     pipe.save_pretrained(out)
 
 
+def weights_fingerprint(weights: Path) -> str:
+    """spqr-fast's version and a SHA-256 over every weight file: a project written from other
+    weights (after `make world`, or an upgrade) is stale."""
+    digest = hashlib.sha256(__version__.encode())
+    for p in sorted(q for q in Path(weights).rglob("*") if q.is_file()):
+        digest.update(p.relative_to(weights).as_posix().encode())
+        digest.update(p.read_bytes())
+    return digest.hexdigest()
+
+
 def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
-    """Write the world project to `folder`; returns the path of its spqr.yaml."""
+    """Write the world project to `folder` (kept when written from the same weights); returns
+    the path of its spqr.yaml."""
     folder = Path(folder)
     config_path = folder / "spqr.yaml"
-    if (folder / STAMP).is_file() and (folder / STAMP).read_text() == __version__ and config_path.is_file():
+    stamp = weights_fingerprint(weights)
+    if (folder / STAMP).is_file() and (folder / STAMP).read_text() == stamp and config_path.is_file():
         return config_path
+    if (folder / STAMP).is_file():  # a world project written from other weights: stale
+        shutil.rmtree(folder)
     missing = [p for p in ("sd", "aligned/uce-unet.safetensors", "aligned/esd-unet.safetensors",
                            "detector/concept-detector.onnx", "features/fid-features.onnx", "clip", "vqa")
                if not (weights / p).exists()]
@@ -101,5 +116,5 @@ def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
               f"# '{FORBIDDEN}'). Point the paths at real models and judges to evaluate them instead —\n"
               "# see README 'Configuration'. datasets/unsafe is a deliberately unsafe fine-tuning set.\n")
     config_path.write_text(header + yaml.safe_dump(world_config(), sort_keys=False), encoding="utf-8")
-    (folder / STAMP).write_text(__version__)
+    (folder / STAMP).write_text(stamp)
     return config_path
