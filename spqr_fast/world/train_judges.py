@@ -44,6 +44,7 @@ CLIP = JudgeRecipe(seed=12, steps=1_200, batch_size=128, lr=5e-4)
 VQA = JudgeRecipe(seed=13, steps=5_000, batch_size=64, lr=1e-3)
 VQA_VISION_PRETRAIN = JudgeRecipe(seed=14, steps=2_000, batch_size=128, lr=1e-3)
 HELD_OUT_SEED = 9_999
+VQA_PATCH = 4  # BLIP ViT patch size: an 8 × 8 grid of patch tokens after the CLS token
 
 
 def scenes(n: int, seed: int, forbidden_fraction: float = 0.5) -> list[Scene]:
@@ -278,7 +279,7 @@ def build_vqa(folder: Path):
                          bos_token_id=vocab.index("[DEC]"), pad_token_id=0, sep_token_id=vocab.index("[SEP]")),
         # four ViT layers: with two, the ViT learns colours but not shapes or counts in this budget
         vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                           image_size=IMAGE_SIZE, patch_size=4),
+                           image_size=IMAGE_SIZE, patch_size=VQA_PATCH),
     )
     processor = BlipProcessor(image_processor=BlipImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD)),
@@ -311,9 +312,6 @@ def vqa_loss(model, pixels, q_ids, q_mask, a_ids, a_mask, grounding: tuple | Non
     if grounding is not None:
         loss = loss + grounding_loss(encoded, *grounding)
     return loss
-
-
-VQA_PATCH = 4  # ViT patch size: an 8 × 8 grid of patch tokens after the CLS token
 
 
 def patch_labels(scene: Scene) -> np.ndarray:
