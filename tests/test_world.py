@@ -48,43 +48,68 @@ def test_probe_questions_have_both_answers():
 
 
 def test_patch_labels_follow_the_drawn_pixels():
-    from spqr_fast.world.train_judges import patch_labels
+    from spqr_fast.world.train_judges import PATCH_MIN_PIXELS, VQA_PATCH, patch_centres, patch_labels, shape_facts
 
     rng = np.random.default_rng(3)
+    grid, p = W.IMAGE_SIZE // VQA_PATCH, VQA_PATCH
     for _ in range(50):
         s = W.sample_scene(rng)
-        mask, labels = W.shape_mask(s), patch_labels(s).reshape(8, 8)
+        mask, labels = W.shape_mask(s), patch_labels(s).reshape(grid, grid)
         drawn = mask != 0
         assert (drawn == (np.abs(W.render(s).astype(int) - W.BACKGROUNDS[s.background]).sum(-1) > 0)).all()
         assert set(np.unique(labels)) - {0} == {W.SHAPES.index(o.shape) + 1 for o in s.objects}
         for r, c in zip(*np.nonzero(labels)):  # a labelled patch shows that shape
-            assert (mask[4 * r:4 * r + 4, 4 * c:4 * c + 4] == labels[r, c]).sum() >= 3
+            assert (mask[p * r:p * r + p, p * c:p * c + p] == labels[r, c]).sum() >= PATCH_MIN_PIXELS
+        centres = patch_centres(s)
+        assert (np.isnan(centres) == (labels.ravel() == 0)).all()
+        facts = shape_facts(s)
+        for k, shape in enumerate(W.SHAPES):
+            objs = [o for o in s.objects if o.shape == shape]
+            assert facts[k, 0] == len(objs)
+            if len(objs) == 1:  # its object's centre, which its patches also carry
+                assert facts[k, 1] == pytest.approx(2 * objs[0].cx / W.IMAGE_SIZE - 1)
+                assert np.allclose(centres[labels.ravel() == k + 1], facts[k, 1])
+            else:
+                assert np.isnan(facts[k, 1])
+        if s.layout == "pair":  # the left object's centre is left of the right one's
+            left, right = (W.SHAPES.index(o.shape) for o in s.objects)
+            assert facts[left, 1] < facts[right, 1]
 
 
 def test_grounding_loss_rewards_looking_at_the_named_shape():
     import torch
     from types import SimpleNamespace
 
-    from spqr_fast.world.train_judges import grounding_loss
+    from spqr_fast.world.train_judges import GROUNDING_READOUT, grounding_loss
 
-    labels = torch.zeros(1, 64, dtype=torch.long)
-    labels[0, [9, 10]] = 1  # a circle in column 1–2; no square
+    labels = torch.zeros(1, 16, dtype=torch.long)
+    labels[0, [5, 6]] = 1  # one circle over patches 5–6; no square
+    facts = torch.tensor([[[1.0, -0.3], [0.0, float("nan")], [0.0, float("nan")], [0.0, float("nan")]]])
     words = torch.tensor([[0, 1, 0, 2]])  # "circle" at 1, "square" at 3
 
-    def loss(look_circle: int, look_square: int, column: float) -> float:
-        att = torch.full((1, 2, 4, 65), 1e-3)
+    def loss(look_circle: int, look_square: int, centre: float, circle_count: int, square_count: int) -> float:
+        att = torch.full((1, 2, 4, 17), 1e-3)
         att[0, :, 1, look_circle] = 1.0
         att[0, :, 3, look_square] = 1.0
-        head = torch.nn.Linear(4, 1)
-        torch.nn.init.zeros_(head.weight), torch.nn.init.constant_(head.bias, column)
-        enc = SimpleNamespace(cross_attentions=[att / att.sum(-1, keepdim=True)], last_hidden_state=torch.zeros(1, 4, 4))
-        return float(grounding_loss(enc, words, labels, torch.tensor([True]), head))
+        state = torch.zeros(1, 4, 4)
+        state[0, 1, 0], state[0, 3, 1] = 1.0, 1.0  # the two shape words' final states, told apart
+        bias = torch.zeros(GROUNDING_READOUT)
+        bias[0] = centre
+        weight = torch.zeros(GROUNDING_READOUT, 4)
+        weight[1 + circle_count, 0], weight[1 + square_count, 1] = 20.0, 20.0
+        readout = torch.nn.Linear(4, GROUNDING_READOUT)
+        with torch.no_grad():
+            readout.weight.copy_(weight), readout.bias.copy_(bias)
+        enc = SimpleNamespace(cross_attentions=[att / att.sum(-1, keepdim=True)], last_hidden_state=state)
+        return float(grounding_loss(enc, words, labels, facts, readout))
 
-    right = loss(1 + 9, 0, 1.5 / 4 - 1)  # circle word on a circle patch, absent square on CLS, column read right
+    right = loss(1 + 5, 0, -0.3, 1, 0)  # circle word on a circle patch, absent square on CLS, read-outs right
     assert right < 0.1
-    assert loss(1 + 20, 0, 1.5 / 4 - 1) > right + 1  # circle word on background
-    assert loss(1 + 9, 1 + 9, 1.5 / 4 - 1) > right + 1  # absent shape's word not on CLS
-    assert loss(1 + 9, 0, 0.5) > right + 0.5  # wrong column
+    assert loss(1 + 12, 0, -0.3, 1, 0) > right + 1  # circle word on background
+    assert loss(1 + 5, 1 + 5, -0.3, 1, 0) > right + 1  # absent shape's word not on CLS
+    assert loss(1 + 5, 0, 0.5, 1, 0) > right + 0.5  # wrong centre
+    assert loss(1 + 5, 0, -0.3, 1, 1) > right + 5  # the absent square read as present
+    assert loss(1 + 5, 0, -0.3, 2, 0) > right + 5  # one circle counted as two
 
 
 def test_world_tokenizer_has_one_token_per_word(tmp_path):

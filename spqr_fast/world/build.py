@@ -157,9 +157,10 @@ def build_clip(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     return metrics
 
 
-VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering) trained on the world's questions; its ViT first warmed up "
-                  "on per-patch shapes and columns and scene attributes, then frozen; the text towers trained with "
-                  "grounding losses on the shape words")
+VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering, 8-px ViT patches) trained on the world's questions; its "
+                  "ViT first warmed up on per-patch shapes and object centres and scene attributes, then frozen; the "
+                  "text towers trained with grounding losses on the shape words (cross-attention, count and centre "
+                  "read-outs)")
 
 
 def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
