@@ -341,12 +341,12 @@ def centre_x(o: Obj) -> float:
     return 2.0 * o.cx / IMAGE_SIZE - 1.0
 
 
-def patch_centres(scene: Scene) -> np.ndarray:
-    """[grid²] horizontal centre (`centre_x`) of the object each patch shows; NaN on background.
-    A patch goes to the object of its labelled shape whose box overlaps it most."""
+def patch_owners(scene: Scene) -> list[Obj | None]:
+    """[grid²] the object each patch shows (None on background): of the objects with the patch's
+    labelled shape, the one whose box overlaps the patch most."""
     grid = IMAGE_SIZE // VQA_PATCH
     labels = patch_labels(scene)
-    out = np.full(grid * grid, np.nan, dtype=np.float32)
+    out: list[Obj | None] = [None] * (grid * grid)
     for p in np.nonzero(labels)[0]:
         r, c = divmod(int(p), grid)
         y0, x0 = r * VQA_PATCH, c * VQA_PATCH
@@ -355,21 +355,28 @@ def patch_centres(scene: Scene) -> np.ndarray:
             return (max(0, min(x0 + VQA_PATCH, o.x + o.size) - max(x0, o.x))
                     * max(0, min(y0 + VQA_PATCH, o.y + o.size) - max(y0, o.y)))
 
-        owner = max((o for o in scene.objects if SHAPES.index(o.shape) + 1 == labels[p]), key=overlap)
-        out[p] = centre_x(owner)
+        out[p] = max((o for o in scene.objects if SHAPES.index(o.shape) + 1 == labels[p]), key=overlap)
     return out
 
 
+def patch_objects(scene: Scene) -> np.ndarray:
+    """[grid², 2] per patch: its object's `centre_x` and colour index (NaN, NaN on background)."""
+    return np.asarray([(np.nan, np.nan) if o is None else (centre_x(o), list(COLOURS).index(o.colour))
+                       for o in patch_owners(scene)], dtype=np.float32)
+
+
 def shape_facts(scene: Scene) -> np.ndarray:
-    """[len(SHAPES), 2] per shape: how many objects have it, and its object's `centre_x` when it
-    has exactly one (NaN otherwise) — what a question's shape word is taught to read out."""
-    out = np.zeros((len(SHAPES), 2), dtype=np.float32)
-    out[:, 1] = np.nan
+    """[len(SHAPES), 3] per shape: how many objects have it; its object's `centre_x` when it has
+    exactly one (NaN otherwise); their colour index (the world draws a shape in one colour per
+    scene; NaN when absent) — what a question's shape word is taught to read out."""
+    out = np.full((len(SHAPES), 3), np.nan, dtype=np.float32)
     for k, shape in enumerate(SHAPES):
         objs = [o for o in scene.objects if o.shape == shape]
         out[k, 0] = len(objs)
         if len(objs) == 1:
             out[k, 1] = centre_x(objs[0])
+        if objs:
+            out[k, 2] = list(COLOURS).index(objs[0].colour)
     return out
 
 
@@ -379,8 +386,8 @@ PRESENCE_WEIGHT = 3.0
 
 def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = None):
     """Supervised warm-up of BLIP's ViT through throw-away linear heads: every patch token says
-    which shape covers it and where that object's centre is (so a question word can find its
-    object by cross-attention and read where it is); the max over patches says which shapes are
+    which shape covers it and that object's centre and colour (so a question word can find its
+    object by cross-attention and read where it is and its colour); the max over patches says which shapes are
     present; the pooled and mean tokens give colours, background and count. With the VQA loss
     alone the ViT learns colours and counts but not shapes in this budget."""
     import torch
@@ -391,10 +398,11 @@ def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = 
     data = scenes(recipe.n_scenes, recipe.seed, 0.5)
     images = np.stack([render(s) for s in data])
     labels = torch.from_numpy(np.stack([patch_labels(s) for s in data]))
-    centres = torch.from_numpy(np.stack([patch_centres(s) for s in data]))
+    objects = torch.from_numpy(np.stack([patch_objects(s) for s in data]))  # [N, grid², (centre, colour)]
     hidden, k = vision.config.hidden_size, len(SHAPES)
     heads = nn.ModuleDict({"shape": nn.Linear(hidden, k), "rest": nn.Linear(2 * hidden, len(COLOURS) + 3 + 3),
-                           "patch_shape": nn.Linear(hidden, k + 1), "patch_centre": nn.Linear(hidden, 1)})
+                           "patch_shape": nn.Linear(hidden, k + 1),
+                           "patch_object": nn.Linear(hidden, 1 + len(COLOURS))})
     both = nn.ModuleDict({"vision": vision, "heads": heads})
     class_weight = torch.tensor([1.0] + [OBJECT_PATCH_WEIGHT] * k)
     rng, gen = np.random.default_rng(recipe.seed), torch.Generator().manual_seed(recipe.seed)
@@ -406,14 +414,16 @@ def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = 
         patches = out.last_hidden_state[:, 1:]
         multi, bg, count = _scene_targets(batch)
         rest = heads["rest"](torch.cat([out.pooler_output, patches.mean(1)], dim=1))
-        on_object = ~centres[idx].isnan()
+        on_object = ~objects[idx, :, 0].isnan()
+        target = objects[idx][on_object]
+        read = heads["patch_object"](patches)[on_object]
         return (PRESENCE_WEIGHT * F.binary_cross_entropy_with_logits(heads["shape"](patches.amax(1)), multi[:, :k])
                 + F.binary_cross_entropy_with_logits(rest[:, :len(COLOURS)], multi[:, k:])
                 + F.cross_entropy(rest[:, len(COLOURS):len(COLOURS) + 3], bg)
                 + F.cross_entropy(rest[:, len(COLOURS) + 3:], count)
                 + F.cross_entropy(heads["patch_shape"](patches).flatten(0, 1), labels[idx].flatten(),
                                   weight=class_weight)
-                + F.mse_loss(heads["patch_centre"](patches)[..., 0][on_object], centres[idx][on_object]))
+                + F.mse_loss(read[:, 0], target[:, 0]) + F.cross_entropy(read[:, 1:], target[:, 1].long()))
 
     fit(both, recipe, batch_loss, on_step)
     return vision
@@ -430,7 +440,8 @@ def shape_word_targets(tokenizer, input_ids):
     return out
 
 
-GROUNDING_READOUT = 1 + 4  # a shape word's read-out: its object's centre, and how many (0–3) there are
+# a shape word's read-out: its object's centre, how many (0–3) there are, their colour
+GROUNDING_READOUT = 1 + 4 + len(COLOURS)
 
 
 def grounding_loss(encoded, word_shapes, image_patch_labels, facts, readout, heads: int = 2):
@@ -438,9 +449,10 @@ def grounding_loss(encoded, word_shapes, image_patch_labels, facts, readout, hea
     (1) On the first question-to-image cross-attention, in its first `heads` heads, a word naming
     a shape looks at that shape's patches, or at the CLS token when the image has none.
     (2) The word's final state reads out (linear `readout`, `GROUNDING_READOUT` outputs) how many
-    objects of its shape there are — 0 is the "absent" that presence questions ask — and, when
-    there is one, its centre (`shape_facts`), which left/right questions compare. Without the
-    centre read-out left/right questions stayed at chance in every recipe tried (docs/benchmarks.md)."""
+    objects of its shape there are — 0 is the "absent" that presence questions ask — their colour,
+    and, when there is one, its centre (`shape_facts`), which left/right questions compare. Without
+    the centre read-out left/right questions stayed at chance in every recipe tried, and without
+    the colour read-out a pair's colours were confused (docs/benchmarks.md)."""
     import torch
     import torch.nn.functional as F
 
@@ -454,9 +466,12 @@ def grounding_loss(encoded, word_shapes, image_patch_labels, facts, readout, hea
     if not bool(named.any()):
         return att.sum() * 0
     loss = -((att * target).sum(-1)[named] + 1e-6).log().mean()
-    word_facts = torch.gather(facts, 1, (word_shapes.clamp(min=1) - 1).unsqueeze(-1).expand(-1, -1, 2))  # [B, L, 2]
+    word_facts = torch.gather(facts, 1, (word_shapes.clamp(min=1) - 1).unsqueeze(-1).expand(-1, -1, 3))  # [B, L, 3]
     read = readout(encoded.last_hidden_state)  # [B, L, GROUNDING_READOUT]
-    loss = loss + F.cross_entropy(read[..., 1:][named], word_facts[..., 0][named].long())
+    loss = loss + F.cross_entropy(read[..., 1:5][named], word_facts[..., 0][named].long())
+    present = named & ~word_facts[..., 2].isnan()
+    if bool(present.any()):
+        loss = loss + F.cross_entropy(read[..., 5:][present], word_facts[..., 2][present].long())
     placed = named & ~word_facts[..., 1].isnan()
     if bool(placed.any()):
         loss = loss + F.mse_loss(read[..., 0][placed], word_facts[..., 1][placed])
