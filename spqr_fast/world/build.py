@@ -176,7 +176,11 @@ def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     processor.save_pretrained(folder)
     metrics = {"held_out_accuracy": vqa_accuracy(VqaJudge(str(folder)), _held_out(recipes.held_out // 2))}
     write_card(folder, VQA_CARD_MODEL,
-               {"vision_warm_up": asdict(recipes.vqa_pretrain), "vqa": asdict(recipes.vqa)},
+               {"vision_warm_up": {**asdict(recipes.vqa_pretrain), "patch_size": tj.VQA_PATCH,
+                                   "patch_min_pixels": tj.PATCH_MIN_PIXELS,
+                                   "object_patch_weight": tj.OBJECT_PATCH_WEIGHT,
+                                   "presence_weight": tj.PRESENCE_WEIGHT},
+                "vqa": {**asdict(recipes.vqa), "grounding_readout": tj.GROUNDING_READOUT}},
                metrics, time.time() - start)
     return metrics
 
