@@ -46,7 +46,7 @@ VQA_VISION_PRETRAIN = JudgeRecipe(seed=14, steps=2_000, batch_size=128, lr=3e-3)
 HELD_OUT_SEED = 9_999
 # BLIP ViT patch size: a 4 × 4 grid of patch tokens after the CLS token. With 4-px patches the ViT had
 # not learned which shape a patch shows after 2,000 warm-up steps (held-out 0.56); with 8-px patches it
-# has (0.96), at a third of the cost per step (docs/benchmarks.md).
+# has (0.96), at a quarter of the cost per step (docs/benchmarks.md).
 VQA_PATCH = 8
 
 
@@ -387,9 +387,9 @@ PRESENCE_WEIGHT = 3.0
 def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = None):
     """Supervised warm-up of BLIP's ViT through throw-away linear heads: every patch token says
     which shape covers it and that object's centre and colour (so a question word can find its
-    object by cross-attention and read where it is and its colour); the max over patches says which shapes are
-    present; the pooled and mean tokens give colours, background and count. With the VQA loss
-    alone the ViT learns colours and counts but not shapes in this budget."""
+    object by cross-attention and read where it is and its colour); the max over patches says
+    which shapes are present; the pooled and mean tokens give colours, background and count. With
+    the VQA loss alone the ViT learns colours and counts but not shapes in this budget."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -440,8 +440,9 @@ def shape_word_targets(tokenizer, input_ids):
     return out
 
 
-# a shape word's read-out: its object's centre, how many (0–3) there are, their colour
-GROUNDING_READOUT = 1 + 4 + len(COLOURS)
+COUNT_CLASSES = 4  # a scene holds 0–3 objects of a shape
+# a shape word's read-out: its object's centre, how many there are, their colour
+GROUNDING_READOUT = 1 + COUNT_CLASSES + len(COLOURS)
 
 
 def grounding_loss(encoded, word_shapes, image_patch_labels, facts, readout, heads: int = 2):
@@ -468,10 +469,11 @@ def grounding_loss(encoded, word_shapes, image_patch_labels, facts, readout, hea
     loss = -((att * target).sum(-1)[named] + 1e-6).log().mean()
     word_facts = torch.gather(facts, 1, (word_shapes.clamp(min=1) - 1).unsqueeze(-1).expand(-1, -1, 3))  # [B, L, 3]
     read = readout(encoded.last_hidden_state)  # [B, L, GROUNDING_READOUT]
-    loss = loss + F.cross_entropy(read[..., 1:5][named], word_facts[..., 0][named].long())
+    counts, colours = read[..., 1:1 + COUNT_CLASSES], read[..., 1 + COUNT_CLASSES:]
+    loss = loss + F.cross_entropy(counts[named], word_facts[..., 0][named].long())
     present = named & ~word_facts[..., 2].isnan()
     if bool(present.any()):
-        loss = loss + F.cross_entropy(read[..., 5:][present], word_facts[..., 2][present].long())
+        loss = loss + F.cross_entropy(colours[present], word_facts[..., 2][present].long())
     placed = named & ~word_facts[..., 1].isnan()
     if bool(placed.any()):
         loss = loss + F.mse_loss(read[..., 0][placed], word_facts[..., 1][placed])
