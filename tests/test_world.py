@@ -60,7 +60,7 @@ def test_patch_labels_follow_the_drawn_pixels():
         assert set(np.unique(labels)) - {0} == {W.SHAPES.index(o.shape) + 1 for o in s.objects}
         for r, c in zip(*np.nonzero(labels)):  # a labelled patch shows that shape
             assert (mask[p * r:p * r + p, p * c:p * c + p] == labels[r, c]).sum() >= PATCH_MIN_PIXELS
-        objects = patch_objects(s)
+        objects = patch_objects(s, labels.ravel())
         assert (np.isnan(objects).all(1) == (labels.ravel() == 0)).all()
         facts = shape_facts(s)
         for k, shape in enumerate(W.SHAPES):
@@ -86,7 +86,7 @@ def test_grounding_loss_rewards_looking_at_the_named_shape():
     import torch
     from types import SimpleNamespace
 
-    from spqr_fast.world.train_judges import GROUNDING_READOUT, grounding_loss
+    from spqr_fast.world.train_judges import COUNT_CLASSES, GROUNDING_READOUT, grounding_loss
 
     labels = torch.zeros(1, 16, dtype=torch.long)
     labels[0, [5, 6]] = 1  # one circle over patches 5–6; no square
@@ -104,8 +104,8 @@ def test_grounding_loss_rewards_looking_at_the_named_shape():
         bias = torch.zeros(GROUNDING_READOUT)
         bias[0] = centre
         weight = torch.zeros(GROUNDING_READOUT, 4)
-        weight[1 + circle_count, 0], weight[1 + square_count, 1] = 20.0, 20.0
-        weight[5 + circle_colour, 0] = 20.0
+        weight[1 + circle_count, 0], weight[1 + square_count, 1] = 20.0, 20.0  # count logits
+        weight[1 + COUNT_CLASSES + circle_colour, 0] = 20.0  # colour logits
         readout = torch.nn.Linear(4, GROUNDING_READOUT)
         with torch.no_grad():
             readout.weight.copy_(weight), readout.bias.copy_(bias)

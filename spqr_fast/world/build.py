@@ -158,9 +158,9 @@ def build_clip(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
 
 
 VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering, 8-px ViT patches) trained on the world's questions; its "
-                  "ViT first warmed up on per-patch shapes and object centres and scene attributes, then frozen; the "
-                  "text towers trained with grounding losses on the shape words (cross-attention, count and centre "
-                  "read-outs)")
+                  "ViT first warmed up on per-patch shapes, object centres and colours and scene attributes, then "
+                  "frozen; the text towers trained with grounding losses on the shape words (cross-attention; count, "
+                  "colour and centre read-outs)")
 
 
 def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:

@@ -341,11 +341,10 @@ def centre_x(o: Obj) -> float:
     return 2.0 * o.cx / IMAGE_SIZE - 1.0
 
 
-def patch_owners(scene: Scene) -> list[Obj | None]:
+def patch_owners(scene: Scene, labels: np.ndarray) -> list[Obj | None]:
     """[grid²] the object each patch shows (None on background): of the objects with the patch's
-    labelled shape, the one whose box overlaps the patch most."""
+    labelled shape (`labels` = `patch_labels(scene)`), the one whose box overlaps the patch most."""
     grid = IMAGE_SIZE // VQA_PATCH
-    labels = patch_labels(scene)
     out: list[Obj | None] = [None] * (grid * grid)
     for p in np.nonzero(labels)[0]:
         r, c = divmod(int(p), grid)
@@ -359,10 +358,10 @@ def patch_owners(scene: Scene) -> list[Obj | None]:
     return out
 
 
-def patch_objects(scene: Scene) -> np.ndarray:
+def patch_objects(scene: Scene, labels: np.ndarray) -> np.ndarray:
     """[grid², 2] per patch: its object's `centre_x` and colour index (NaN, NaN on background)."""
     return np.asarray([(np.nan, np.nan) if o is None else (centre_x(o), list(COLOURS).index(o.colour))
-                       for o in patch_owners(scene)], dtype=np.float32)
+                       for o in patch_owners(scene, labels)], dtype=np.float32)
 
 
 def shape_facts(scene: Scene) -> np.ndarray:
@@ -397,8 +396,9 @@ def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = 
     torch.manual_seed(recipe.seed)
     data = scenes(recipe.n_scenes, recipe.seed, 0.5)
     images = np.stack([render(s) for s in data])
-    labels = torch.from_numpy(np.stack([patch_labels(s) for s in data]))
-    objects = torch.from_numpy(np.stack([patch_objects(s) for s in data]))  # [N, grid², (centre, colour)]
+    label_rows = [patch_labels(s) for s in data]
+    labels = torch.from_numpy(np.stack(label_rows))
+    objects = torch.from_numpy(np.stack([patch_objects(s, lab) for s, lab in zip(data, label_rows)]))  # centre, colour
     hidden, k = vision.config.hidden_size, len(SHAPES)
     heads = nn.ModuleDict({"shape": nn.Linear(hidden, k), "rest": nn.Linear(2 * hidden, len(COLOURS) + 3 + 3),
                            "patch_shape": nn.Linear(hidden, k + 1),
