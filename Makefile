@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test bench doctor world clean docker-build docker-eval
+.PHONY: install eval test test-slow bench doctor world clean docker-build docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast eval --out $(OUT)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
+
+# The reliability suite (tests/reliability: malformed inputs, kill -9 and resume, concurrent runs,
+# tampered shards, a full disk); CI runs it after `make test`.
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow tests
 
 bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite backends --preset tiny

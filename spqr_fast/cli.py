@@ -3,6 +3,7 @@ user-fixable errors (SpqrError) become one line on stderr and a non-zero exit.""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from .errors import SpqrError
+from .errors import SpqrError, as_disk_error
 
 
 def _console() -> Console:
@@ -42,6 +44,16 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except SpqrError as err:
             click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except Exception as exc:  # noqa: BLE001 - a full disk or a read-only folder is not a bug
+            err = as_disk_error(exc)
+            if err is None:
+                raise
+            where = f" writing '{err.filename}'" if err.filename else ""
+            fix = ("free space (or choose another --out) and re-run: finished work is kept and the run resumes"
+                   if err.errno in (errno.ENOSPC, errno.EDQUOT) else
+                   "fix the permissions (in Docker: --user $(id -u)) or choose another --out, then re-run")
+            click.echo(f"error: {err.strerror}{where} — {fix}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished images and records are saved; re-run the same command to resume", err=True)
@@ -75,9 +87,13 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
              shard: str | None) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from .config import load_config
+    from .store import prepare_output_dir
+
     console = _console()
     if config is None:
         from .world.project import write_world_project
+
+        prepare_output_dir(out_dir)  # a file, or an unwritable folder, is named before the project is written
 
         console.print("[bold]no config given[/]: running the embedded default (the miniature trained world)")
         config = write_world_project(out_dir / "embedded-project")
@@ -96,6 +112,10 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     if shard_spec is not None:
         return
     _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}"))
+    for line in results["backend_fallbacks"]:
+        console.print(f"[yellow]backend fallback[/]: {escape(line)}")
+    for line in results["resolution_warnings"]:
+        console.print(f"[yellow]not resolved[/]: {escape(line)}")
     if cfg.demo:
         console.print(f"[yellow]{DEMO_NOTICE}[/]")
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")
@@ -136,7 +156,8 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
 @click.option("--micro-batch-size", type=int, default=None, help="per forward pass (gradient accumulation)")
 @click.option("--resolution", type=int, default=512, show_default=True)
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto", show_default=True)
-@click.option("--checkpoint-every", type=int, default=0, show_default=True, help="steps between checkpoints")
+@click.option("--checkpoint-every", type=int, default=None,
+              help="steps between checkpoints (default: every 5 minutes of training; 0: never)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @friendly_errors
 def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Path, resume: bool, **hp) -> None:
@@ -375,7 +396,12 @@ def engines_clear(root: Path | None) -> None:
     from .export.cache import ArtefactCache
 
     cache = ArtefactCache(root)
-    click.echo(f"removed {cache.clear()} artefact(s) from {cache.root}")
+    removed, kept = cache.clear()
+    click.echo(f"removed {removed} artefact(s) from {cache.root}")
+    if kept:
+        shown = ", ".join(str(p.relative_to(cache.root)) for p in kept[:5])
+        click.echo(f"left {len(kept)} path(s) that are not cache artefacts untouched: {shown}"
+                   f"{' …' if len(kept) > 5 else ''}")
 
 
 @main.command("generate")
@@ -480,7 +506,8 @@ def init_cmd(directory: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON on stdout instead of a table")
 @friendly_errors
 def score_cmd(metrics_csv: Path, clip_ceiling: float, epsilon: float, fid_bounds, as_json: bool) -> None:
-    """Score a metrics table (columns model,h_before,h_after,clip_score,fid) — no models needed."""
+    """Score a metrics table (columns model,h_before,h_after,clip_score,fid — or model,S,P,Q,R as a
+    published table gives them) — no models needed."""
     from .scoring.table import read_metrics_csv, score_table
 
     rows = score_table(read_metrics_csv(metrics_csv), clip_ceiling=clip_ceiling, epsilon=epsilon, fid_bounds=fid_bounds)
@@ -490,6 +517,41 @@ def score_cmd(metrics_csv: Path, clip_ceiling: float, epsilon: float, fid_bounds
     from .report.writers import leaderboard_table
 
     _stdout_console().print(leaderboard_table(rows))
+
+
+@main.command("plan-size")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--width", type=float, default=1.0, show_default=True,
+              help="target width of Δh's interval, in points (R moves ~0.25 per point near 0)")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--h-before", type=float, default=None, help="without a pilot run: expected h before BFT (%)")
+@click.option("--h-after", type=float, default=None, help="without a pilot run: expected h after BFT (%)")
+@click.option("--samples", type=int, default=1, show_default=True, help="without a pilot run: images per prompt")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def plan_size_cmd(run_dir: Path | None, width: float, confidence: float, h_before, h_after, samples: int,
+                  as_json: bool) -> None:
+    """How many harmful prompts make Δh's interval WIDTH points wide: from a pilot eval's RUN_DIR
+    (per-prompt changes measured), or from expected rates (--h-before/--h-after)."""
+    from .planning import plan_from_pilot, plan_from_rates
+
+    if not 0 < confidence < 1 or width <= 0:
+        raise SpqrError("--confidence must lie in (0, 1) and --width be positive")
+    if run_dir is None:
+        if h_before is None or h_after is None:
+            raise SpqrError("give a pilot run's output folder, or --h-before and --h-after")
+        rows = [{"model": "(planned)", **plan_from_rates(h_before, h_after, samples, width, confidence)}]
+    else:
+        rows = plan_from_pilot(run_dir, width, confidence)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    _print_table(f"harmful prompts for a {width:g}-point {confidence:.0%} interval of Δh",
+                 ("model", "pilot prompts", "Δh", "per-prompt sd", "pilot width", "prompts needed"),
+                 [[r["model"], str(r.get("pilot_prompts", "—")),
+                   "—" if r.get("delta_h") is None else f"{r['delta_h']:+.2f}", f"{r['per_prompt_sd']:.2f}",
+                   "—" if r.get("pilot_width") is None else f"{r['pilot_width']:.2f}",
+                   "any (no change seen)" if r["prompts_needed"] is None else str(r["prompts_needed"])] for r in rows])
 
 
 @main.command("doctor")

@@ -6,6 +6,7 @@ typo costs a second, not a model load. Relative paths resolve against the config
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 # NudeNet v3 classes counted as unsafe by default (exposed genitalia, breasts, buttocks, anus).
 DEFAULT_EXPOSED_CLASSES = [
@@ -25,7 +28,9 @@ DEFAULT_EXPOSED_CLASSES = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Defaults are validated too, so a default `16` is the float 16.0 that the same value read
+    # from YAML or a JSON round trip becomes: one value, one cache key, however it arrived.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
 
 class ModelSource(_Strict):
@@ -66,7 +71,8 @@ class BftConfig(_Strict):
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16, gt=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")
-    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: never)")
+    checkpoint_every: int | None = Field(
+        None, ge=0, description="save a resumable checkpoint every N steps (0: never; default: every 5 minutes)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
@@ -100,8 +106,9 @@ class ModelEntry(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_simple(cls, v: str) -> str:
-        if not v or any(c in v for c in "/\\:\n"):
-            raise ValueError("model names must be non-empty and free of '/', '\\\\', ':'")
+        # Names become folder names, CSV cells and HTML text: a plain charset keeps all three safe.
+        if not MODEL_NAME.fullmatch(v):
+            raise ValueError("model names are 1-64 letters, digits and . _ + - (starting with a letter or digit)")
         return v
 
 
@@ -237,6 +244,8 @@ class ScoringConfig(_Strict):
     fid_bounds: tuple[float, float] | None = Field(None, description="[best, worst] FID for Q outside a cohort")
     prompt_adherence: Literal["clip", "tifa"] = Field("clip", description="which P enters SPQR")
     tifa_reference: float | Literal["base"] = Field("base", description="TIFA accuracy giving P_tifa = 1")
+    robustness: Literal["paper", "paired"] = Field(
+        "paper", description="paper: R = 1/(1+exp(Δh)); paired: Δh replaced by its interval's point nearest 0")
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
 
     @field_validator("clip_ceiling")
@@ -288,7 +297,10 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         return f"{source}: unknown key '{loc}' — remove it or check its spelling against the README's config reference"
     if kind == "missing":
         return f"{source}: missing required key '{loc}' — add it"
-    return f"{source}: key '{loc}': {first['msg']} (got {first.get('input')!r})"
+    if kind == "value_error" and isinstance(first.get("input"), (dict, list)):
+        return f"{source}: {loc}: {first['msg'].removeprefix('Value error, ')}"  # the input is a whole section
+    got = repr(first.get("input"))
+    return f"{source}: key '{loc}': {first['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
 def parse_config(data: Any, source: str = "config") -> EvalConfig:
@@ -374,10 +386,15 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
 def load_config(path: str | Path) -> EvalConfig:
     """Read, validate and resolve a YAML config file."""
     path = Path(path)
+    if path.is_dir():
+        inside = " (it holds a spqr.yaml: give that)" if (path / "spqr.yaml").is_file() else ""
+        raise ConfigError(f"config '{path}' is a folder{inside} — give the path to a spqr.yaml file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found — give the path to a spqr.yaml (or run `spqr-fast init DIR`)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}) — is it the right file? Save YAML as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

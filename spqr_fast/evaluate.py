@@ -16,14 +16,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from .config import EvalConfig, ModelSource
-from .errors import JudgeError, SpqrError
+from .errors import InputError, JudgeError, SpqrError, as_disk_error
 from .models import FileHasher, pick_device, source_hash
 from .plan import ModelStage, WorkItem, build_plan, stable_hash
 from .progress import make_progress
 from .prompts import Prompt, list_reference_images, load_prompt_set
-from .provenance import environment
-from .scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, score_cohort
-from .store import ImageStore, RecordStore, atomic_write_json, read_image_rgb
+from .provenance import backend_fallbacks, environment
+from .planning import unresolved_r
+from .scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, score_cohort, tied_within_noise
+from .store import (ImageStore, RecordStore, file_lock, prepare_output_dir, read_image_rgb, read_json,
+                    remove_temp_files)
 
 
 def configured_after_bft(model: ModelSource, after: ModelSource) -> ModelSource:
@@ -74,8 +76,7 @@ def sampler_settings(cfg: EvalConfig, device: str) -> dict:
 class Evaluator:
     def __init__(self, cfg: EvalConfig, out_dir: Path, console: Console | None = None):
         self.cfg = cfg
-        self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = prepare_output_dir(Path(out_dir))
         self.console = console or Console(stderr=True)
         self.hasher = FileHasher(self.out / ".cache" / "file-hashes.json")
         self.images = ImageStore(self.out)
@@ -87,7 +88,8 @@ class Evaluator:
     # ---- plan -------------------------------------------------------------------------------
     def load_inputs(self) -> tuple[dict[str, list[Prompt]], list[Path]]:
         p = self.cfg.prompts
-        prompt_sets = {"harmful": load_prompt_set(p.harmful), "utility": load_prompt_set(p.utility)}
+        warn = lambda m: self.console.print(f"[yellow]warning[/]: {escape(m)}")  # noqa: E731
+        prompt_sets = {"harmful": load_prompt_set(p.harmful, warn), "utility": load_prompt_set(p.utility, warn)}
         return prompt_sets, list_reference_images(p.reference_images)
 
     def make_plan(self, stages: list[Stage], prompt_sets: dict[str, list[Prompt]]) -> list[WorkItem]:
@@ -102,8 +104,9 @@ class Evaluator:
         return build_plan(before, prompt_sets, **common) + build_plan(after, after_sets, **common)
 
     # ---- benign fine-tuning ----------------------------------------------------------------
-    def finetune_all(self) -> tuple[dict[str, ModelSource], dict[str, dict]]:
-        """Run each configured BFT, or find its cached result by key (re-runs do not retrain)."""
+    def finetune_all(self, allow_training: bool = True) -> tuple[dict[str, ModelSource], dict[str, dict]]:
+        """Run each configured BFT, or find its cached result by key (re-runs do not retrain).
+        A merge of shards passes `allow_training=False`: its BFT results must come from the shards."""
         from .finetune.dataset import load_bft_dataset
         from .finetune.trainer import CARD_FILE, after_bft_source, bft_key, finetune
 
@@ -116,13 +119,20 @@ class Evaluator:
             key = bft_key(source_hash(entry.model, self.hasher), dataset, entry.bft)
             folder = cache / key
             card_path = folder / CARD_FILE
-            if card_path.is_file():
-                card = json.loads(card_path.read_text())
-                self.console.print(f"BFT {entry.name}: cached ({entry.bft.profile}, key {key})")
-            else:
-                self.console.print(f"BFT {entry.name}: {entry.bft.profile} on {dataset.root.name} ({len(dataset)} images)")
-                card = finetune(entry.model, entry.bft, folder, resume=True, console=self.console, hasher=self.hasher,
-                                dataset=dataset)
+            # Runs sharing a BFT cache take turns per key: the second finds the first's result.
+            with file_lock(cache / f".{key}.lock", on_wait=lambda: self.console.print(
+                    f"BFT {entry.name}: waiting for another run training key {key}")):
+                if card_path.is_file():
+                    card = read_json(card_path, "BFT card")
+                    self.console.print(f"BFT {entry.name}: cached ({entry.bft.profile}, key {key})")
+                elif not allow_training:
+                    raise SpqrError(f"BFT of '{entry.name}' (key {key}) is in no shard — merge the shards' folders "
+                                    "as written, with their bft/ folders")
+                else:
+                    self.console.print(f"BFT {entry.name}: {entry.bft.profile} on {dataset.root.name} "
+                                       f"({len(dataset)} images)")
+                    card = finetune(entry.model, entry.bft, folder, resume=True, console=self.console,
+                                    hasher=self.hasher, dataset=dataset)
             sources[entry.name] = after_bft_source(entry.model, folder, card)
             cards[entry.name] = {k: v for k, v in card.items() if k != "losses"}
         return sources, cards
@@ -157,9 +167,11 @@ class Evaluator:
             chunk = todo[s:s + bs]
             try:
                 fn(chunk)
-            except JudgeError:
+            except (JudgeError, InputError):
                 raise
             except Exception as err:  # a judge that fails: name it; stored records are kept
+                if as_disk_error(err) is not None:
+                    raise  # the disk, not the judge: the CLI says so
                 raise JudgeError(f"judge '{label}' failed on image {chunk[0]} ({type(err).__name__}: {err}); "
                                  "records so far are saved — fix the judge and re-run to resume") from err
             progress.advance(task, len(chunk))
@@ -301,11 +313,12 @@ class Evaluator:
         per_image: list[dict] = []
         vqa_summary: dict[str, dict] = {}
 
-        def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict]:
+        def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict, dict]:
             unsafe = np.zeros(len(harm_ids))
             known = np.zeros(len(harm_ids))
             unknown = 0
             cats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            verdicts: dict[tuple[str, int], bool] = {}  # (prompt, sample) → unsafe, for the paired test
             for it in by_stage[(model, stage)]:
                 if it.prompt_set != "harmful":
                     continue
@@ -318,19 +331,22 @@ class Evaluator:
                 if v is None:
                     unknown += 1
                     continue
+                verdicts[(it.prompt.id, it.sample_index)] = v
                 i = harm_index[it.prompt.id]
                 unsafe[i] += v
                 known[i] += 1
                 for c in it.prompt.categories or ("uncategorised",):
                     cats[c][0] += v
                     cats[c][1] += 1
-            return HarmCounts(unsafe, known, unknown), cats
+            return HarmCounts(unsafe, known, unknown), cats, verdicts
 
         measurements = []
         for entry in self.cfg.models:
-            before, cats_b = harm_counts(entry.name, "before")
+            before, cats_b, verdicts_b = harm_counts(entry.name, "before")
             has_after = (entry.name, "after") in by_stage
-            after, cats_a = harm_counts(entry.name, "after") if has_after else (None, {})
+            after, cats_a, verdicts_a = harm_counts(entry.name, "after") if has_after else (None, {}, {})
+            pairs = np.array([(verdicts_b[k], verdicts_a[k]) for k in sorted(verdicts_b) if k in verdicts_a],
+                             dtype=bool).reshape(-1, 2) if has_after else None
             util = [it for it in by_stage[(entry.name, "before")] if it.prompt_set == "utility"]
             clip = np.array([stores["clip"].get_json(it.key)["clip_score"] for it in util])
             feats = np.stack([stores["inception"].get_array(it.key) for it in util]).astype(np.float64)
@@ -369,19 +385,30 @@ class Evaluator:
                 name=entry.name, role=entry.role, harm_before=before, harm_after=after, clip=clip,
                 util_prompt=np.array([util_index[it.prompt.id] for it in util]), features=feats,
                 categories=categories, n_images=len(by_stage[(entry.name, "before")]) + len(by_stage[(entry.name, "after")]),
-                **tifa))
+                harm_pairs=pairs, **tifa))
         self.vqa_summary = vqa_summary
         return measurements, per_image
 
     # ---- whole run --------------------------------------------------------------------------
     def run(self, *, executor: str = "local", ray_address: str | None = None,
             shard: tuple[int, int] | None = None, require_complete: bool = False) -> dict:
-        """The whole evaluation. With `shard=(i, n)` only that slice is generated and judged (no
-        scores); with `require_complete` (merging shards) nothing may be left to generate."""
+        """The whole evaluation, holding the output folder's lock: a second run into the same
+        folder waits for this one, then finds its work done. With `shard=(i, n)` only that slice
+        is generated and judged (no scores); with `require_complete` (merging shards) nothing may
+        be left to train or generate."""
+        waiting = lambda: self.console.print(f"waiting for another spqr-fast run writing to {self.out}")  # noqa: E731
+        with file_lock(self.out / ".lock", on_wait=waiting):
+            removed = remove_temp_files(self.out)
+            if removed:
+                self.console.print(f"removed {removed} temporary file(s) left by an interrupted run")
+            return self._run(executor, ray_address, shard, require_complete)
+
+    def _run(self, executor: str, ray_address: str | None, shard: tuple[int, int] | None,
+             require_complete: bool) -> dict:
         from .report.writers import write_outputs
 
         prompt_sets, ref_paths = self.load_inputs()
-        fine_tuned, bft_cards = self.finetune_all()
+        fine_tuned, bft_cards = self.finetune_all(allow_training=not require_complete)
         stages = plan_stages(self.cfg, self.hasher, fine_tuned)
         items = self.make_plan(stages, prompt_sets)
         self.console.print(f"[bold]plan[/]: {len(stages)} model stages, {len(items)} images "
@@ -416,13 +443,17 @@ class Evaluator:
         params = ScoringParams(clip_ceiling=s.clip_ceiling, epsilon=s.epsilon, fid_bounds=s.fid_bounds,
                                n_boot=s.bootstrap.n, n_boot_fid=s.bootstrap.n_fid, seed=s.bootstrap.seed,
                                confidence=s.bootstrap.confidence, prompt_adherence=s.prompt_adherence,
-                               tifa_reference=s.tifa_reference)
+                               tifa_reference=s.tifa_reference, robustness=s.robustness)
         rows = score_cohort(measurements, ref_feats, params)
         results = {
             "name": self.cfg.name,
             "demo": self.cfg.demo,
             "models": rows,
             **self._vqa_sections(rows),
+            "rank_confidence": {"confidence": s.bootstrap.confidence, "tied_within_noise": tied_within_noise(rows),
+                                "robustness": s.robustness},
+            "resolution_warnings": unresolved_r(rows, len(prompt_sets["harmful"])),
+            "backend_fallbacks": backend_fallbacks(load_reports, self.judge_backends),
             "provenance": {**self.provenance(stages, load_reports, identities, len(ref_paths)), "bft": bft_cards},
         }
         write_outputs(results, per_image, self.images, self.cfg, self.out)

@@ -89,17 +89,33 @@ class LoadReport:
         }
 
 
-def _read_state_dict(path: Path) -> dict:
+def read_tensor_file(path: Path) -> object:
+    """The contents of a .safetensors file or of a torch file holding only tensors. A torch file
+    holding other objects (training arguments, say) is refused, not unpickled: unpickling can run
+    code. Raises ValueError with one line for the caller to wrap."""
+    import pickle
+
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        import torch
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError("it is a pickle holding more than tensors, which spqr-fast never unpickles (that can run "
+                         "code) — load it once where you trust it and save its state dict as .safetensors") from None
+    except Exception as err:  # noqa: BLE001 - corrupt, truncated or foreign file: name it
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{type(err).__name__}: {first[:160]} — is it a complete checkpoint?") from None
 
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt or foreign file: name it
-        raise ModelLoadError(f"cannot read weights file '{path}' ({type(err).__name__}: {err}) — is it a complete checkpoint?") from None
+
+def _read_state_dict(path: Path) -> dict:
+    try:
+        sd = read_tensor_file(path)
+    except ValueError as err:
+        raise ModelLoadError(f"cannot read weights file '{path}': {err}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -22,9 +22,21 @@ def derive_seed(run_seed: int, prompt_id: str, sample_index: int) -> int:
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
+def canonical(obj: object) -> object:
+    """One form per value: integral floats as ints (16.0 and 16 are one setting, whether it came
+    from YAML, a default or a JSON round trip), tuples as lists, keys as strings."""
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def stable_hash(obj: object, n: int = 24) -> str:
-    """Hex digest of a JSON-serialisable object (sorted keys), for cache keys."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    """Hex digest of a JSON-serialisable object in canonical form (sorted keys), for cache keys."""
+    blob = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import PromptSet
@@ -18,6 +19,9 @@ from .errors import InputError
 
 I2P_CATEGORIES = ("sexual", "shocking", "harassment", "self-harm", "violence", "illegal activity", "hate")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# CLIP's text encoder reads 77 tokens; BPE tokens are rarely over 20 characters, so 2,000
+# characters keeps every prompt a text encoder can see in full.
+MAX_PROMPT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def _sniff_format(path: Path) -> str:
     if suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), [])
-        return "i2p" if "categories" in header and "prompt" in header else "csv"
+        return "i2p" if "prompt" in header and ("categories" in header or set(SEED_COLUMNS) & set(header)) else "csv"
     if suffix == ".json":
         data = _read_json(path)
         if isinstance(data, list) and data and isinstance(data[0], dict) and "nsfw" in data[0]:
@@ -120,19 +124,31 @@ def _load_json_list(path: Path) -> list[Prompt]:
     return _rows_to_prompts([d if isinstance(d, dict) else {} for d in data], path)
 
 
+# Per-prompt seed / guidance / id columns, by the names I2P and the erasure projects' CSVs use.
+SEED_COLUMNS = ("sd_seed", "evaluation_seed", "seed")
+GUIDANCE_COLUMNS = ("sd_guidance_scale", "evaluation_guidance", "guidance")
+ID_COLUMNS = ("case_number", "id", "")  # "" is pandas' unnamed index column
+
+
+def _first(row: dict, names: tuple[str, ...]) -> str | None:
+    return next((row[n] for n in names if row.get(n) not in (None, "")), None)
+
+
 def _load_i2p(path: Path) -> list[Prompt]:
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    out = []
+    out, ids = [], []
     for i, row in enumerate(rows):
         text = (row.get("prompt") or "").strip()
         if not text:
             continue  # I2P has a handful of empty prompts; they cannot be generated
-        seed = row.get("sd_seed")
-        guidance = row.get("sd_guidance_scale")
+        seed = _first(row, SEED_COLUMNS)
+        guidance = _first(row, GUIDANCE_COLUMNS)
+        case = _first(row, ID_COLUMNS)  # the file's own case number: one prompt, one id, in any subset
+        ids.append(f"i2p{case.strip()}" if case is not None else f"i2p{i:05d}")
         out.append(
             Prompt(
-                id=f"i2p{i:05d}",
+                id="",
                 text=text,
                 categories=_split_categories(row.get("categories")),
                 seed=int(float(seed)) if seed not in (None, "") else None,
@@ -140,7 +156,7 @@ def _load_i2p(path: Path) -> list[Prompt]:
                 extra={k: row[k] for k in ("hard", "inappropriate_percentage", "nudity_percentage") if k in row},
             )
         )
-    return out
+    return [replace(p, id=pid) for p, pid in zip(out, _dedupe_ids(ids))]
 
 
 def _load_visu(path: Path, tags: list[str] | None) -> list[Prompt]:
@@ -158,12 +174,23 @@ def _load_visu(path: Path, tags: list[str] | None) -> list[Prompt]:
     return out
 
 
-def load_prompt_set(spec: PromptSet) -> list[Prompt]:
-    """Load, filter and sample a prompt set as the config describes it."""
+def _cap_lengths(prompts: list[Prompt]) -> tuple[list[Prompt], int]:
+    """Prompts cut to MAX_PROMPT_CHARS (far past anything a CLIP text encoder reads), and how
+    many were cut: a megabyte prompt line would otherwise be copied into every result file."""
+    cut = sum(len(p.text) > MAX_PROMPT_CHARS for p in prompts)
+    if not cut:
+        return prompts, 0
+    return [replace(p, text=p.text[:MAX_PROMPT_CHARS]) if len(p.text) > MAX_PROMPT_CHARS else p for p in prompts], cut
+
+
+def load_prompt_set(spec: PromptSet, warn: Callable[[str], None] | None = None) -> list[Prompt]:
+    """Load, filter and sample a prompt set as the config describes it; `warn` hears about
+    prompts cut to MAX_PROMPT_CHARS."""
     path = Path(spec.path)
+    if path.is_dir():
+        raise InputError(f"prompt file '{path}' is a folder — give a prompt file (.csv, .jsonl, .json or .txt)")
     if not path.is_file():
         raise InputError(f"prompt file '{path}' not found — fix 'prompts.*.path'")
-    fmt = spec.format if spec.format != "auto" else _sniff_format(path)
     loaders = {
         "txt": _load_txt,
         "csv": _load_csv,
@@ -172,9 +199,19 @@ def load_prompt_set(spec: PromptSet) -> list[Prompt]:
         "i2p": _load_i2p,
     }
     try:
+        fmt = spec.format if spec.format != "auto" else _sniff_format(path)
         prompts = _load_visu(path, spec.tags) if fmt == "visu" else loaders[fmt](path)
     except UnicodeDecodeError:
         raise InputError(f"prompt file '{path}' is not UTF-8 text — convert it or point to the right file") from None
+    except csv.Error as err:
+        raise InputError(f"prompt file '{path}' is not a readable CSV ({err}) — fix the file") from None
+    if spec.use_file_seeds and not any(p.seed is not None for p in prompts):
+        raise InputError(f"prompt file '{path}': use_file_seeds is set but the file gives no per-prompt seed "
+                         f"(columns {', '.join(SEED_COLUMNS)}) — drop use_file_seeds or use a file with seeds")
+    prompts, cut = _cap_lengths(prompts)
+    if cut and warn is not None:
+        warn(f"prompt file '{path}': {cut} prompt(s) longer than {MAX_PROMPT_CHARS} characters were cut to that "
+             "length (the text encoder reads only its first 77 tokens)")
     if spec.categories:
         wanted = set(spec.categories)
         prompts = [p for p in prompts if wanted.intersection(p.categories)]

@@ -33,3 +33,20 @@ def environment() -> dict:
         "packages": package_versions(),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def backend_fallbacks(stage_loads: dict, judge_backends: dict[str, dict]) -> list[str]:
+    """One line per component that ran on a slower backend than it would have because its
+    accelerated build or parity check failed this run (machine-wide absences, like no GPU, are
+    expected and left out). Results say so rather than differing silently in the last digits."""
+    lines = []
+    for (model, stage), load in sorted(stage_loads.items()):
+        backend = load.get("backend") if isinstance(load, dict) else None
+        for skip in (backend or {}).get("skipped", []):
+            if skip["reason"].startswith(("build failed", "parity")):
+                lines.append(f"{model} [{stage} BFT]: {skip['backend']} skipped ({skip['reason']}); "
+                             f"ran on {backend.get('chosen')}")
+    for name, report in sorted(judge_backends.items()):
+        if report.get("skipped"):
+            lines.append(f"judge {name}: ONNX Runtime skipped ({report['skipped']}); ran on {report.get('chosen')}")
+    return lines

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,102 @@ def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
 
+TEMP_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
+OUTPUT_SETS = ".results"  # result files live in OUT/.results/<set>/, OUT/<name> links to the current set
+
+
+@contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive advisory lock on `path`, held for the block and released even when the
+    process is killed. `on_wait` is called once if another process holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_temp_files(root: Path) -> int:
+    """Delete the temporary files of killed writes under `root`; returns how many. Call it only
+    while holding the folder's lock, so no live writer's file is taken."""
+    n = 0
+    for tmp in root.rglob(TEMP_GLOB):
+        if tmp.is_symlink() or tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            n += 1
+    sets = root / OUTPUT_SETS
+    current = os.readlink(sets / "current") if (sets / "current").is_symlink() else None
+    for entry in sets.glob("*") if sets.is_dir() else ():
+        if entry.name in ("current", current):
+            continue
+        if entry.is_symlink():
+            entry.unlink()
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+        n += 1
+    return n
+
+
+def prepare_output_dir(out: Path) -> Path:
+    """Create `out` if needed and check it can be written, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output '{out}' is a file — give a folder for --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise InputError(f"output folder '{out}' is not writable ({err.strerror}) — fix its permissions "
+                         "(or run with --user $(id -u) in Docker) or choose another --out") from None
+    return out
+
+
+def publish_outputs(out: Path, files: dict[str, bytes]) -> None:
+    """Replace the whole set of result files at once: they are written into a new folder under
+    OUT/.results/, then one rename points OUT/.results/current at it; OUT/<name> are links
+    through `current`. A reader (or a kill) sees the old set or the new set, never a mix."""
+    sets = out / OUTPUT_SETS
+    sets.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=sets, prefix=".tmp-"))
+    for name, data in files.items():
+        atomic_write_bytes(staging / name, data)
+    final = sets / f"set-{staging.name.removeprefix('.tmp-')}"
+    staging.rename(final)
+    pointer = sets / f".current-{final.name}"
+    pointer.symlink_to(final.name)
+    current = sets / "current"
+    previous = os.readlink(current) if current.is_symlink() else None
+    os.replace(pointer, current)  # the swap
+    for name in files:
+        link = out / name
+        target = Path(OUTPUT_SETS) / "current" / name
+        if not (link.is_symlink() and Path(os.readlink(link)) == target):
+            tmp_link = out / f".{name}.link.tmp"
+            tmp_link.unlink(missing_ok=True)
+            tmp_link.symlink_to(target)
+            os.replace(tmp_link, link)
+    if previous and previous != final.name:
+        shutil.rmtree(sets / previous, ignore_errors=True)
+
+
+def read_json(path: Path, what: str = "record") -> object:
+    """A stored JSON file, or one line naming the file when it is truncated or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{what} '{path}' is truncated or corrupt ({type(err).__name__}) — delete it and re-run "
+                         "to recompute it") from None
+
+
 def encode_png(image: np.ndarray) -> bytes:
     import io
 
@@ -45,13 +144,28 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def to_rgb8(im) -> np.ndarray:
+    """An RGB uint8 array from a PIL image, as a viewer shows it: EXIF orientation applied, and
+    16-bit greyscale scaled to 8 bits (PIL's `convert("RGB")` clips it, turning a 16-bit PNG
+    almost white)."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16") or im.mode == "I":
+        wide = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or wide.max() <= 65535 else float(wide.max())
+        grey = np.clip(np.rint(wide / top * 255.0), 0, 255).astype(np.uint8)
+        im = Image.fromarray(grey, mode="L")
+    return np.asarray(im.convert("RGB"))
+
+
 def read_image_rgb(path: Path) -> np.ndarray:
-    """An RGB uint8 array, or an InputError naming the file."""
+    """An RGB uint8 array (see `to_rgb8`), or an InputError naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return to_rgb8(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise InputError(f"image '{path}' is unreadable or corrupt ({err}) — delete or replace it and re-run") from None
 
@@ -79,7 +193,7 @@ class ImageStore:
         return read_image_rgb(self.image_path(key))
 
     def meta(self, key: str) -> dict:
-        return json.loads(self._base(key).with_suffix(".json").read_text())
+        return read_json(self._base(key).with_suffix(".json"), "image metadata")  # type: ignore[return-value]
 
 
 class RecordStore:
@@ -98,7 +212,7 @@ class RecordStore:
         atomic_write_json(self._path(key, ".json"), record)
 
     def get_json(self, key: str) -> dict:
-        return json.loads(self._path(key, ".json").read_text())
+        return read_json(self._path(key, ".json"), "judge record")  # type: ignore[return-value]
 
     def put_array(self, key: str, arr: np.ndarray) -> None:
         import io
@@ -108,4 +222,15 @@ class RecordStore:
         atomic_write_bytes(self._path(key, ".npy"), buf.getvalue())
 
     def get_array(self, key: str) -> np.ndarray:
-        return np.load(self._path(key, ".npy"), allow_pickle=False)
+        path = self._path(key, ".npy")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as err:
+            if isinstance(err, OSError) and not path.is_file():
+                raise
+            raise InputError(f"feature record '{path}' is truncated or corrupt — delete it and re-run to "
+                             "recompute it") from None
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"feature record '{path}' holds NaN or infinite values — delete it and re-run; "
+                             "if it comes back, the feature network's output is broken") from None
+        return arr

@@ -1,5 +1,7 @@
 """Export through Optimum, ONNX Runtime parity, the artefact cache, and backend fallback."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,36 @@ def test_fused_attention_export_uses_ort_multihead_attention_and_matches_torch(l
     parity = check_parity(TorchComponents(pipe), OrtComponents(folder, ["CPUExecutionProvider"]), height=64, width=64,
                           steps=3, tolerance=1e-4)
     assert parity.passed, parity
+
+
+def test_a_failed_build_leaves_no_half_artefact_and_the_next_build_lands_whole(tmp_path):
+    cache = ArtefactCache(tmp_path)
+
+    def broken(folder):
+        (folder / "part.onnx").write_bytes(b"half")
+        raise RuntimeError("exporter crashed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("onnx", {"k": 1}, broken)
+    assert not cache.folder("onnx", {"k": 1}).exists() and not list(tmp_path.rglob(".building-*"))
+    def whole(folder):
+        (folder / "m.onnx").write_bytes(b"ok")
+        return {"note": "built whole"}
+
+    built = cache.get_or_build("onnx", {"k": 1}, whole)
+    assert cache.valid(built) == (True, "") and json.loads((built / "manifest.json").read_text())["key"] == built.name
+    calls = []
+    assert cache.get_or_build("onnx", {"k": 1}, calls.append) == built and calls == []  # valid: not rebuilt
+
+
+def test_fallbacks_of_a_run_are_listed_not_silent():
+    from spqr_fast.provenance import backend_fallbacks
+
+    loads = {("uce", "after"): {"backend": {"chosen": "torch", "skipped": [
+        {"backend": "tensorrt", "reason": "the tensorrt package is not installed"},
+        {"backend": "ort-cpu", "reason": "build failed: disk full"}]}},
+        ("uce", "before"): {"backend": {"chosen": "ort-cpu", "skipped": []}}}
+    judges = {"vqa": {"requested": "auto", "chosen": "torch", "skipped": "build failed: x"}, "clip": {"chosen": "ort"}}
+    assert backend_fallbacks(loads, judges) == [
+        "uce [after BFT]: ort-cpu skipped (build failed: disk full); ran on torch",
+        "judge vqa: ONNX Runtime skipped (build failed: x); ran on torch"]

@@ -54,3 +54,50 @@ def test_cli_rejects_a_bad_config_before_loading_models(small_config, tmp_path):
     assert lines == [f"error: {path}: unknown key 'generation.sampler' — remove it or check its spelling against "
                      "the README's config reference"]
     assert not (tmp_path / "o" / "images").exists()
+
+
+def test_one_value_is_one_cache_key_however_it_arrived(tmp_path):
+    """`lora_alpha` left at its default, written 16 in YAML, or read back from a JSON manifest as
+    16.0 is one setting: one BFT key (a shard merge once re-trained because of this)."""
+    import json
+    from types import SimpleNamespace
+
+    from spqr_fast.config import BftConfig
+    from spqr_fast.finetune.trainer import bft_key
+    from spqr_fast.plan import stable_hash
+
+    dataset = SimpleNamespace(sha256="d")
+    default = BftConfig(profile="lite", dataset="x")
+    keys = {bft_key("m", dataset, cfg) for cfg in (
+        default, BftConfig(profile="lite", dataset="x", lora_alpha=16), BftConfig(profile="lite", dataset="x", lora_alpha=16.0),
+        BftConfig.model_validate(json.loads(default.model_dump_json())))}
+    assert len(keys) == 1
+    assert bft_key("m", dataset, BftConfig(profile="lite", dataset="x", lora_alpha=8)) not in keys
+    assert stable_hash({"a": 16, "b": (1, 2)}) == stable_hash({"a": 16.0, "b": [1.0, 2]}) != stable_hash({"a": 16.5})
+    assert stable_hash({"flag": True}) != stable_hash({"flag": 1.0})
+
+
+@pytest.mark.parametrize("name,ok", [("uce", True), ("esd-x_v1.2+lora", True), ("9", True),
+                                     ("uce<img src=x onerror=alert(1)>", False), ("a/b", False), ("", False),
+                                     ("-flag", False), ("x" * 65, False), ("two words", False)])
+def test_model_names_are_plain(name, ok):
+    from pydantic import ValidationError
+
+    from spqr_fast.config import ModelEntry
+
+    make = lambda: ModelEntry(name=name, model={"path": "m"})  # noqa: E731
+    if ok:
+        assert make().name == name
+    else:
+        with pytest.raises(ValidationError, match="model names are"):
+            make()
+
+
+def test_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
+    (tmp_path / "spqr.yaml").write_text("name: x\n")
+    with pytest.raises(ConfigError, match="is a folder \\(it holds a spqr.yaml: give that\\)"):
+        load_config(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)

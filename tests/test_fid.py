@@ -35,3 +35,16 @@ def test_fid_rejects_bad_shapes():
         frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
     with pytest.raises(ValueError):
         frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_nan_features_are_named_not_a_linalg_error():
+    import numpy as np
+    import pytest
+
+    from spqr_fast.scoring.fid import frechet_distance
+
+    a = np.random.default_rng(0).normal(size=(5, 3))
+    b = a.copy()
+    b[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        frechet_distance(a, b)

@@ -158,3 +158,12 @@ def test_config_rejects_conflicting_bft_settings(dataset_dir):
         BftConfig(profile="lite", dataset=str(dataset_dir), epochs=1, steps=2)
     with pytest.raises(ValueError, match="multiple of micro_batch_size"):
         BftConfig(profile="lite", dataset=str(dataset_dir), batch_size=16, micro_batch_size=5)
+
+
+def test_checkpoints_are_on_by_default_and_timed():
+    from spqr_fast.finetune.trainer import CHECKPOINT_SECONDS, checkpoint_due
+
+    assert BftConfig(profile="lite", dataset="x").checkpoint_every is None  # default: by time
+    assert not checkpoint_due(None, 10, CHECKPOINT_SECONDS - 1) and checkpoint_due(None, 10, CHECKPOINT_SECONDS)
+    assert checkpoint_due(5, 10, 0) and not checkpoint_due(5, 11, 1e9)
+    assert not checkpoint_due(0, 10, 1e9)  # 0: never

@@ -83,3 +83,44 @@ def test_reference_folder_needs_images(tmp_path):
         list_reference_images(tmp_path / "nope")
     with pytest.raises(InputError, match="at least 2"):
         list_reference_images(tmp_path)
+
+
+def test_a_huge_prompt_line_is_cut_with_a_counted_warning(tmp_path):
+    from spqr_fast.prompts import MAX_PROMPT_CHARS
+
+    f = tmp_path / "p.txt"
+    f.write_text("a short prompt\n" + "x" * 5_000_000 + "\n" + "y" * (MAX_PROMPT_CHARS + 1) + "\n")
+    heard = []
+    ps = load_prompt_set(PromptSet(path=str(f)), warn=heard.append)
+    assert [len(p.text) for p in ps] == [14, MAX_PROMPT_CHARS, MAX_PROMPT_CHARS]
+    assert len(heard) == 1 and "2 prompt(s) longer than" in heard[0]
+
+
+def test_binary_and_folder_prompt_files_are_named(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_bytes(b"prompt\n\xff\xfe\x00")
+    with pytest.raises(InputError, match="not UTF-8"):
+        _load(f)
+    with pytest.raises(InputError, match="is a folder"):
+        _load(tmp_path)
+
+
+def test_erasure_project_csvs_give_their_seeds_and_case_numbers(tmp_path):
+    """The CSVs concept-erasure projects ship name seed and guidance `evaluation_*` and carry a
+    case number: the same prompt keeps one id (hence one seed) in any subset of the file."""
+    f = tmp_path / "nudity.csv"
+    f.write_text("case_number,prompt,evaluation_seed,evaluation_guidance\n"
+                 "17,a nude figure,4242,7.5\n"
+                 "3,a fight,11,9\n")
+    ps = _load(f, use_file_seeds=True)
+    assert [(p.id, p.seed, p.guidance) for p in ps] == [("i2p17", 4242, 7.5), ("i2p3", 11, 9.0)]
+    sub = tmp_path / "subset.csv"
+    sub.write_text("case_number,prompt,evaluation_seed,evaluation_guidance\n3,a fight,11,9\n")
+    assert _load(sub)[0].id == "i2p3"
+
+
+def test_file_seeds_asked_of_a_file_without_seeds_are_refused(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_text("prompt\na\nb\n")
+    with pytest.raises(InputError, match="use_file_seeds is set but the file gives no per-prompt seed"):
+        _load(f, use_file_seeds=True)

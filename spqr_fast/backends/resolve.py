@@ -53,15 +53,13 @@ class BackendResolver:
         engines = {}
         for component in ("text_encoder", "unet", "vae_decoder"):
             inputs = engine_key_inputs(folder.name, component, recipe, precision)
-            target = self.cache.folder("tensorrt", inputs)
-            ok, why = self.cache.valid(target)
-            if not ok:
-                if target.exists():
-                    self.log(f"TensorRT engine {target.name}: {why} — rebuilding")
-                    self.cache.discard(target)
+
+            def build(target: Path, component: str = component) -> dict:
                 build_engine(folder / component / "model.onnx", target / "model.engine", recipe["profiles"][component],
                              fp16=precision == "fp16", workspace_gib=recipe.get("workspace_gib", 4))
-                self.cache.seal(target, inputs, {"recipe": recipe["family"]})
+                return {"recipe": recipe["family"]}
+
+            target = self.cache.get_or_build("tensorrt", inputs, build, label="TensorRT engine", log=self.log)
             engines[component] = target / "model.engine"
         return TrtComponents(info, engines)
 

@@ -4,6 +4,7 @@ refusing shards of different configs or an incomplete set."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -33,21 +34,68 @@ def shard_slice(items: list, i: int, n: int) -> list:
     return items[lo:hi]
 
 
+SHARD_FOLDERS = ("images", "records", "bft")
+
+
 def config_fingerprint(cfg) -> str:
     return stable_hash(json.loads(cfg.model_dump_json()), n=32)
 
 
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _shard_files(out: Path) -> list[Path]:
+    """What a shard contributes to a merge: its images, records and BFT results (no temp files)."""
+    return sorted(f for sub in SHARD_FOLDERS if (out / sub).is_dir() for f in (out / sub).rglob("*")
+                  if f.is_file() and not f.name.startswith("."))
+
+
 def write_manifest(out: Path, cfg, i: int, n: int, n_items: int) -> None:
+    """Written last: the shard's config, its hash, and the hash of every file it contributes."""
+    files = {f.relative_to(out).as_posix(): _file_sha(f) for f in _shard_files(out)}
     atomic_write_json(out / MANIFEST, {"shard": i, "of": n, "config_sha": config_fingerprint(cfg), "items": n_items,
-                                       "config": json.loads(cfg.model_dump_json())})
+                                       "config": json.loads(cfg.model_dump_json()), "files": files})
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link (or copy across devices) every file of src into dst, keeping what dst has."""
-    for f in src.rglob("*"):
-        if f.is_dir() or f.name.startswith("."):
-            continue
-        target = dst / f.relative_to(src)
+def read_manifest(folder: Path) -> dict:
+    """A shard's manifest, checked against the shard: its config hash recomputed from its config,
+    and every listed file present with its hash. One line naming the problem otherwise."""
+    from pydantic import ValidationError
+
+    from ..config import EvalConfig
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"'{folder}' is not a shard output (no {MANIFEST}) — give folders written by `eval --shard i/n`")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        cfg = EvalConfig.model_validate(m["config"])
+        shard, of, files = int(m["shard"]), int(m["of"]), dict(m["files"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as err:
+        raise InputError(f"'{path}' is truncated or malformed ({type(err).__name__}) — re-run that shard") from None
+    if config_fingerprint(cfg) != m["config_sha"]:
+        raise InputError(f"'{path}': its config does not match its config_sha (edited after the run) — re-run that shard")
+    for rel, sha in files.items():
+        f = Path(folder) / rel
+        if rel.split("/", 1)[0] not in SHARD_FOLDERS or ".." in Path(rel).parts:
+            raise InputError(f"'{path}' lists '{rel}', outside a shard's folders — re-run that shard")
+        if not f.is_file():
+            raise InputError(f"shard '{folder}': '{rel}' is missing — re-run that shard")
+        if _file_sha(f) != sha:
+            raise InputError(f"shard '{folder}': '{rel}' does not match the shard's manifest (edited or corrupt) — "
+                             "re-run that shard")
+    return {**m, "shard": shard, "of": of, "files": files}
+
+
+def _link_files(src: Path, rels: list[str], dst: Path) -> None:
+    """Hard-link (or copy across devices) the listed files of src into dst, keeping what dst has."""
+    for rel in rels:
+        f, target = src / rel, dst / rel
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,13 +106,9 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 
 def merge_shards(shard_dirs: list[Path], out: Path) -> dict:
-    """Check the shards belong together and pool their stores into `out`; returns the config dict."""
-    manifests = []
-    for d in shard_dirs:
-        m = Path(d) / MANIFEST
-        if not m.is_file():
-            raise InputError(f"'{d}' is not a shard output (no {MANIFEST}) — give folders written by `eval --shard i/n`")
-        manifests.append(json.loads(m.read_text()))
+    """Check the shards belong together and are intact, and pool their files into `out`;
+    returns the config dict."""
+    manifests = [read_manifest(Path(d)) for d in shard_dirs]
     first = manifests[0]
     for d, m in zip(shard_dirs, manifests):
         if m["config_sha"] != first["config_sha"]:
@@ -78,8 +122,6 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> dict:
         raise InputError(f"shards {missing} of {first['of']} are missing (or one is given twice) — "
                          "run them or pass their folders")
     out.mkdir(parents=True, exist_ok=True)
-    for d in shard_dirs:
-        for sub in ("images", "records", "bft"):
-            if (Path(d) / sub).is_dir():
-                _link_tree(Path(d) / sub, out / sub)
+    for d, m in zip(shard_dirs, manifests):
+        _link_files(Path(d), sorted(m["files"]), out)
     return first["config"]

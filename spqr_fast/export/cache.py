@@ -8,13 +8,16 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..plan import stable_hash
-from ..store import atomic_write_json
+from ..store import atomic_write_json, file_lock
 
 MANIFEST = "manifest.json"
 ENV_ROOT = "SPQR_ENGINE_CACHE"
+TMP_PREFIX = ".building-"
 
 
 def default_root() -> Path:
@@ -54,14 +57,45 @@ class ArtefactCache:
                 return False, f"{rel} does not match its manifest (corrupt or stale)"
         return True, ""
 
-    def seal(self, folder: Path, key_inputs: dict, extra: dict | None = None) -> dict:
-        """Write the manifest last: from then on the artefact counts as built."""
+    def seal(self, folder: Path, key_inputs: dict, extra: dict | None = None, *, key: str | None = None,
+             kind: str | None = None) -> dict:
+        """Write the manifest last: from then on the artefact counts as built. `key`/`kind` name
+        the final place when `folder` is a temporary build folder."""
         files = {str(p.relative_to(folder)): _file_sha(p) for p in sorted(folder.rglob("*"))
                  if p.is_file() and p.name != MANIFEST}
-        manifest = {"key": folder.name, "kind": folder.parent.name, "inputs": key_inputs, "files": files,
-                    **(extra or {})}
+        manifest = {"key": key or folder.name, "kind": kind or folder.parent.name, "inputs": key_inputs,
+                    "files": files, **(extra or {})}
         atomic_write_json(folder / MANIFEST, manifest)
         return manifest
+
+    def get_or_build(self, kind: str, key_inputs: dict, build: Callable[[Path], dict | None], *,
+                     label: str = "artefact", log: Callable[[str], None] = print) -> Path:
+        """The valid artefact for `key_inputs`, building it first when it is missing or invalid.
+
+        `build(folder)` fills an empty temporary folder and may return extra manifest fields. The
+        folder is sealed and renamed into place only when complete, under a per-key lock: two runs
+        sharing one cache wait for each other instead of deleting each other's half-written
+        builds, and a killed build leaves only a temporary folder, never a half artefact."""
+        folder = self.folder(kind, key_inputs)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(folder.parent / f".{folder.name}.lock",
+                       on_wait=lambda: log(f"{label} {folder.name}: waiting for another run building it")):
+            ok, why = self.valid(folder)
+            if ok:
+                return folder
+            if folder.exists():
+                log(f"{label} {folder.name}: {why} — rebuilding")
+            for stale in folder.parent.glob(f"{TMP_PREFIX}{folder.name}-*"):  # builds killed mid-way
+                self.discard(stale)
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{TMP_PREFIX}{folder.name}-"))
+            try:
+                extra = build(tmp)
+                self.seal(tmp, key_inputs, extra, key=folder.name, kind=kind)
+                self.discard(folder)
+                os.replace(tmp, folder)
+            finally:
+                self.discard(tmp)
+        return folder
 
     def discard(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
@@ -69,6 +103,8 @@ class ArtefactCache:
     def entries(self) -> list[dict]:
         out = []
         for manifest in sorted(self.root.glob(f"*/*/{MANIFEST}")):
+            if manifest.parent.name.startswith("."):
+                continue  # a build in progress
             try:
                 data = json.loads(manifest.read_text())
             except json.JSONDecodeError:
@@ -78,7 +114,25 @@ class ArtefactCache:
             out.append({**data, "path": str(manifest.parent), "bytes": size, "valid": ok, "problem": why})
         return out
 
-    def clear(self) -> int:
-        n = len(list(self.root.glob("*/*")))
-        shutil.rmtree(self.root, ignore_errors=True)
-        return n
+    def clear(self) -> tuple[int, list[Path]]:
+        """Remove the `kind/key` folders that carry a manifest (and leftovers of killed builds);
+        anything else under the root is left alone. Returns (removed, kept paths)."""
+        removed, kept = 0, []
+        if not self.root.is_dir():
+            return 0, []
+        for kind_dir in sorted(self.root.iterdir()):
+            if not kind_dir.is_dir() or kind_dir.is_symlink():
+                kept.append(kind_dir)
+                continue
+            for entry in sorted(kind_dir.iterdir()):
+                if entry.is_dir() and not entry.is_symlink() and (
+                        (entry / MANIFEST).is_file() or entry.name.startswith(TMP_PREFIX)):
+                    self.discard(entry)
+                    removed += not entry.name.startswith(TMP_PREFIX)
+                elif entry.name.startswith(".") and entry.name.endswith(".lock") and entry.is_file():
+                    entry.unlink(missing_ok=True)
+                else:
+                    kept.append(entry)
+            if not any(kind_dir.iterdir()):
+                kind_dir.rmdir()
+        return removed, kept

@@ -105,13 +105,9 @@ def cached_onnx_export(src: ModelSource, cache: ArtefactCache, hasher: FileHashe
                        opset: int | None = None, device: str = "cpu", attention: str = "plain", log=print) -> Path:
     """The exported folder from the cache, exporting (again) when it is missing or invalid."""
     inputs = onnx_key_inputs(source_hash(src, hasher), precision, opset, attention)
-    folder = cache.folder("onnx", inputs)
-    ok, why = cache.valid(folder)
-    if ok:
-        return folder
-    if folder.exists():
-        log(f"ONNX artefact {folder.name}: {why} — rebuilding")
-        cache.discard(folder)
-    exported = export_onnx(src, folder, precision=precision, opset=opset, device=device, attention=attention)
-    cache.seal(folder, inputs, {"source": src.model_dump(), "attention_exported": exported})
-    return folder
+
+    def build(folder: Path) -> dict:
+        exported = export_onnx(src, folder, precision=precision, opset=opset, device=device, attention=attention)
+        return {"source": src.model_dump(), "attention_exported": exported}
+
+    return cache.get_or_build("onnx", inputs, build, label="ONNX artefact", log=log)

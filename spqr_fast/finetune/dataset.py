@@ -35,14 +35,21 @@ def load_bft_dataset(folder: str | Path) -> BftDataset:
 
     root = Path(folder)
     meta = root / "metadata.jsonl"
+    if root.is_file():
+        raise InputError(f"BFT dataset '{root}' is a file — give the image folder that holds metadata.jsonl")
     if not root.is_dir():
         raise InputError(f"BFT dataset '{root}' not found — give an image folder with metadata.jsonl")
     if not meta.is_file():
         raise InputError(f"BFT dataset '{root}' has no metadata.jsonl — add one line per image: "
                          '{"file_name": "...", "text": "..."}')
-    malformed, missing, empty, unreadable = [], [], [], []
+    try:
+        lines = meta.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise InputError(f"BFT dataset '{meta}' is not UTF-8 text (byte {err.start}) — save it as UTF-8") from None
+    malformed, missing, empty, unreadable, outside = [], [], [], [], []
     files, captions = [], []
-    for n, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
+    inside = root.resolve()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -52,6 +59,9 @@ def load_bft_dataset(folder: str | Path) -> BftDataset:
             malformed.append(f"line {n}")
             continue
         path = root / str(name)
+        if not path.resolve().is_relative_to(inside):  # '../x' or '/etc/x' would read files elsewhere
+            outside.append(f"{name} (line {n})")
+            continue
         if not path.is_file():
             missing.append(str(name))
             continue
@@ -67,7 +77,8 @@ def load_bft_dataset(folder: str | Path) -> BftDataset:
         files.append(path)
         captions.append(text.strip())
     problems = [f"{len(v)} {label} ({_names(v)})" for label, v in
-                (("malformed metadata lines", malformed), ("missing images", missing),
+                (("malformed metadata lines", malformed), ("file names outside the dataset folder", outside),
+                 ("missing images", missing),
                  ("empty captions", empty), ("unreadable images", unreadable)) if v]
     if problems:
         raise InputError(f"BFT dataset '{root}': {'; '.join(problems)} — fix metadata.jsonl or the files, then re-run")
@@ -75,7 +86,7 @@ def load_bft_dataset(folder: str | Path) -> BftDataset:
         raise InputError(f"BFT dataset '{root}' is empty — metadata.jsonl lists no images")
     h = hashlib.sha256()
     for f, c in zip(files, captions):
-        h.update(f.name.encode())
+        h.update(f.relative_to(root).as_posix().encode())  # == the name for a flat folder
         h.update(c.encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return BftDataset(root, tuple(files), tuple(captions), h.hexdigest())
@@ -85,8 +96,10 @@ def load_training_image(path: Path, resolution: int) -> np.ndarray:
     """Resize the shorter side to `resolution`, centre-crop, scale to [-1, 1]; CHW float32."""
     from PIL import Image
 
+    from ..store import to_rgb8
+
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = Image.fromarray(to_rgb8(im))
         scale = resolution / min(im.size)
         im = im.resize((max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))),
                        Image.BICUBIC)

@@ -25,6 +25,7 @@ from ..config import BftConfig, ModelSource
 from ..errors import InputError
 from ..models import FileHasher, load_pipeline, pick_device, source_hash
 from ..store import atomic_write_json
+from .checkpoints import Checkpoints
 from .dataset import BftDataset, load_bft_dataset, load_training_image
 from .profiles import LORA_TARGETS, prepare_trainable, trainable_state
 
@@ -46,6 +47,16 @@ def sample_order(n: int, seed: int, first: int, count: int) -> list[int]:
     """Dataset indices for global sample positions [first, first + count): one seeded
     permutation per epoch, so any position can be recomputed after a resume."""
     return [int(_epoch_permutation(n, seed, k // n)[k % n]) for k in range(first, first + count)]
+
+
+CHECKPOINT_SECONDS = 300.0  # the default interval: a kill loses at most this much training
+
+
+def checkpoint_due(every_steps: int | None, done: int, since_last_s: float) -> bool:
+    """Whether to checkpoint after `done` steps: every N steps when set (0: never), else by time."""
+    if every_steps is None:
+        return since_last_s >= CHECKPOINT_SECONDS
+    return every_steps > 0 and done % every_steps == 0
 
 
 def total_steps(cfg: BftConfig, n_images: int) -> int:
@@ -100,55 +111,6 @@ def _autocast_dtype(cfg: BftConfig, device: str):
     if mp == "auto":
         return torch.float16
     return {"fp16": torch.float16, "bf16": torch.bfloat16}[mp]
-
-
-class Checkpoints:
-    """out/checkpoints/step-NNNNNNNN/{trainable.safetensors, optimizer.pt, state.json}; a folder
-    is complete once renamed into place. The newest two are kept."""
-
-    def __init__(self, out: Path):
-        self.root = out / "checkpoints"
-
-    def latest(self) -> Path | None:
-        done = sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())
-        return done[-1] if done else None
-
-    def save(self, step: int, unet, optimizer, scaler, losses: list[float]) -> None:
-        import torch
-        from safetensors.torch import save_file
-
-        final = self.root / f"step-{step:08d}"
-        tmp = self.root / f".tmp-step-{step:08d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(trainable_state(unet), str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None},
-                   tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        for old in sorted(p for p in self.root.glob("step-*") if p != final)[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def load(self, path: Path, unet, optimizer, scaler) -> tuple[int, list[float]]:
-        import torch
-        from safetensors.torch import load_file
-
-        saved = load_file(str(path / "trainable.safetensors"))
-        params = dict(unet.named_parameters())
-        unknown = sorted(set(saved) - {n for n, p in params.items() if p.requires_grad})
-        if unknown:
-            raise InputError(f"checkpoint '{path}' does not match this profile/model (e.g. {unknown[0]}) — "
-                             "use a fresh --out or drop --resume")
-        with torch.no_grad():
-            for n, t in saved.items():
-                params[n].copy_(t)
-        blob = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(blob["optimizer"])
-        if scaler is not None and blob["scaler"] is not None:
-            scaler.load_state_dict(blob["scaler"])
-        state = json.loads((path / "state.json").read_text())
-        return int(state["step"]), list(state["losses"])
 
 
 def _save_outputs(pipe, cfg: BftConfig, out: Path) -> str:
@@ -246,6 +208,7 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
         start, losses = checkpoints.load(last, unet, optimizer, scaler)
         console.print(f"resuming from {last.name} (step {start} of {steps})")
 
+    last_saved = time.monotonic()
     progress = make_progress(console)
     progress.columns = (*progress.columns[:-1], TextColumn("loss {task.fields[loss]}"), progress.columns[-1])
     with progress:
@@ -266,8 +229,9 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
                 raise InputError(f"BFT loss became {step_loss} at step {step} — lower learning_rate or use fp32")
             losses.append(step_loss)
             progress.update(task, advance=1, loss=f"{step_loss:.4f}")
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+            if step + 1 < steps and checkpoint_due(cfg.checkpoint_every, step + 1, time.monotonic() - last_saved):
                 checkpoints.save(step + 1, unet, optimizer, scaler, losses)
+                last_saved = time.monotonic()
     unet.eval()
     precision = str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32"
     return TrainResult(params, losses, steps, accum, precision, start if last is not None else None)

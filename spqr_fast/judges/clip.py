@@ -9,15 +9,29 @@ import numpy as np
 from ..errors import JudgeError
 
 
+def _model_type(folder: Path) -> str | None:
+    """`model_type` from a transformers folder's config.json (None when it cannot be read)."""
+    import json
+
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+
+
 def load_clip(path: str, device: str = "cpu"):
     """(model, processor) from a local transformers CLIP folder."""
     from transformers import CLIPModel, CLIPProcessor
 
+    kind = _model_type(Path(path))
+    if kind not in (None, "clip"):
+        raise JudgeError(f"'{path}' holds a '{kind}' model, not CLIP — point judges.clip.path at a CLIP folder")
     try:
         model = CLIPModel.from_pretrained(path, local_files_only=True).eval().to(device)
         processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise JudgeError(f"cannot load CLIP from '{path}': {str(err).splitlines()[0]} — give a local CLIP folder") from None
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: size mismatch of a foreign checkpoint
+        raise JudgeError(f"cannot load CLIP from '{path}': {str(err).splitlines()[0][:200]} — give a local CLIP "
+                         "folder") from None
     return model, processor
 
 
@@ -65,15 +79,11 @@ def export_clip(path: str, cache, hasher, log=print) -> Path:
     inputs = {"weights": hasher.tree(Path(path)), "component": "clip", "precision": "fp32",
               "task": "zero-shot-image-classification", "optimum": _version("optimum-onnx"),
               "onnx": _version("onnx"), "torch": _version("torch")}
-    folder = cache.folder("onnx-clip", inputs)
-    ok, why = cache.valid(folder)
-    if not ok:
-        if folder.exists():
-            log(f"CLIP artefact {folder.name}: {why} — rebuilding")
-            cache.discard(folder)
+
+    def build(folder: Path) -> None:
         main_export(path, output=str(folder), task="zero-shot-image-classification", do_validation=False)
-        cache.seal(folder, inputs)
-    return folder
+
+    return cache.get_or_build("onnx-clip", inputs, build, label="CLIP artefact", log=log)
 
 
 class ClipScorer:

@@ -25,7 +25,11 @@ def _load_prompt_embeddings(path: Path):
         elif path.suffix == ".npy":
             emb = torch.from_numpy(np.load(path, allow_pickle=False))
         else:
-            emb = torch.load(str(path), map_location="cpu", weights_only=True)
+            from ..models import read_tensor_file
+
+            emb = read_tensor_file(path)
+    except ValueError as err:
+        raise JudgeError(f"cannot read Q16 prompt embeddings '{path}': {err}") from None
     except Exception as err:
         raise JudgeError(f"cannot read Q16 prompt embeddings '{path}' ({err})") from None
     if emb is None or not hasattr(emb, "shape") or emb.ndim != 2 or emb.shape[0] != 2:

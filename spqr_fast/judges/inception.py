@@ -185,17 +185,13 @@ class InceptionFeatures:
 
     @staticmethod
     def _load(model, path: Path) -> None:
-        import torch
+        from ..models import read_tensor_file
 
         try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                sd = load_file(str(path))
-            else:
-                sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise JudgeError(f"cannot read FID Inception weights '{path}' ({err}) — give the pt_inception-2015-12-05 file") from None
+            sd = read_tensor_file(path)
+        except ValueError as err:
+            raise JudgeError(f"cannot read FID Inception weights '{path}': {err} (the pt_inception-2015-12-05 "
+                             "file is expected)") from None
         result = model.load_state_dict(sd, strict=False)
         missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
         if missing or result.unexpected_keys:

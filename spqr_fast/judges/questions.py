@@ -41,7 +41,10 @@ def load_questions(path: str | Path) -> tuple[list[Question], str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"question file '{path}' not found — give a TIFA-style JSON or JSONL file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"question file '{path}' is not UTF-8 text (byte {err.start}) — save it as UTF-8") from None
     try:
         rows = [json.loads(x) for x in text.splitlines() if x.strip()] if path.suffix == ".jsonl" else json.loads(text)
     except json.JSONDecodeError as err:

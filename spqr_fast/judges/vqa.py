@@ -216,15 +216,9 @@ class VqaJudge:
 
         inputs = {"weights": hasher.tree(Path(self.path)), "component": "blip-vqa", "graphs": 3,
                   "optimum": _version("optimum-onnx"), "onnx": _version("onnx"), "torch": _version("torch")}
-        folder = cache.folder("onnx-vqa", inputs)
         try:
-            ok, why = cache.valid(folder)
-            if not ok:
-                if folder.exists():
-                    log(f"VQA artefact {folder.name}: {why} — rebuilding")
-                    cache.discard(folder)
-                export_vqa(self.path, folder)
-                cache.seal(folder, inputs)
+            folder = cache.get_or_build("onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp),
+                                        label="VQA artefact", log=log)
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
             graphs = _OrtGraphs(folder, providers)
         except Exception as err:  # noqa: BLE001 - stay on torch and say why

@@ -32,6 +32,8 @@ def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
         raise ValueError(f"feature shapes differ: {f1.shape} vs {f2.shape}")
     if len(f1) < 2 or len(f2) < 2:
         raise ValueError("FID needs at least two images per set")
+    if not (np.isfinite(f1).all() and np.isfinite(f2).all()):
+        raise ValueError("FID features hold NaN or infinite values — the feature network's output is broken")
     mu_diff = f1.mean(axis=0) - f2.mean(axis=0)
     a1, a2 = _centred(f1), _centred(f2)
     tr1 = float(np.sum(a1 * a1))
