@@ -47,6 +47,14 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     assert "miniature world" in html and "<svg" in html and "data:image/png;base64," in html
     # per model: harmful before + after, CLIP on utility before, VQA on utility before + after
     assert len((out / "per_image.jsonl").read_text().splitlines()) == 3 * (4 + 4 + 4 + 8)
+    # how sure the leaderboard is: rank confidence and the paired test of Δh beside R
+    assert results["rank_confidence"]["confidence"] == 0.95 and results["backend_fallbacks"] == []
+    for r in (m for m in results["models"] if m["role"] == "aligned"):
+        assert r["rank_interval"][0] <= r["rank"] <= r["rank_interval"][1] and set(r["win_probability"]) <= set(names)
+        t = r["robustness_test"]
+        assert t["pairs"] == 4 and t["R_paper"] == pytest.approx(r["R"]) and 0 <= t["mcnemar_p"] <= 1
+        assert t["delta_h_ci"][0] <= t["delta_h"] <= t["delta_h_ci"][1]
+    assert "tied_with" in (out / "leaderboard.csv").read_text().splitlines()[0] and "Rank confidence" in html
 
 
 def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
