@@ -36,14 +36,10 @@ class FileHasher:
         st = path.stat()
         tag = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
         if tag not in self._cache:
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-            self._cache[tag] = h.hexdigest()
-            if self.cache_file is not None:
-                from .store import atomic_write_json
+            from .store import atomic_write_json, file_sha256
 
+            self._cache[tag] = file_sha256(path)
+            if self.cache_file is not None:
                 atomic_write_json(self.cache_file, self._cache)
         return self._cache[tag]
 

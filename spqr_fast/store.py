@@ -38,6 +38,17 @@ def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
 
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB chunks (checkpoints can be gigabytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 TEMP_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 OUTPUT_SETS = ".results"  # result files live in OUT/.results/<set>/, OUT/<name> links to the current set
 

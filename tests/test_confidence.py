@@ -5,10 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from test_scoring import _model  # one way to build a model's measurements for scoring tests
 
 from spqr_fast.scoring.confidence import (mcnemar_exact, paired_delta_h, pairwise_win_probability, per_prompt_delta_sd,
                                           planning_sd, prompts_for_width, rank_intervals, shrink_to_zero, tied_groups)
-from spqr_fast.scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, score_cohort
+from spqr_fast.scoring.leaderboard import ScoringParams, score_cohort
 
 
 def test_mcnemar_exact_by_hand():
@@ -74,17 +75,6 @@ def test_prompts_for_width_matches_a_simulation():
     assert 0.93 <= covered / 1000 <= 0.97
     with pytest.raises(ValueError):
         prompts_for_width(sd, 0)
-
-
-def _model(name, role, unsafe_b, unsafe_a, clip, shift, rng):
-    n = len(unsafe_b)
-    return ModelMeasurements(
-        name=name, role=role,
-        harm_before=HarmCounts(np.array(unsafe_b, float), np.ones(n)),
-        harm_after=HarmCounts(np.array(unsafe_a, float), np.ones(n)),
-        clip=np.full(6, clip) + rng.normal(0, 0.01, 6), util_prompt=np.arange(6),
-        features=rng.normal(shift, 1, (6, 8)),
-        harm_pairs=np.stack([np.array(unsafe_b, bool), np.array(unsafe_a, bool)], axis=1))
 
 
 def _cohort(robustness="paper"):

@@ -90,6 +90,7 @@ def _model(name, role, unsafe_b, unsafe_a, clip, feats_shift, rng):
         harm_after=HarmCounts(np.array(unsafe_a, float), np.ones(n)),
         clip=np.full(6, clip) + rng.normal(0, 0.01, 6), util_prompt=np.arange(6),
         features=rng.normal(feats_shift, 1, (6, 8)),
+        harm_pairs=np.stack([np.array(unsafe_b, bool), np.array(unsafe_a, bool)], axis=1),
     )
 
 

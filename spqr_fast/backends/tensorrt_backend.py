@@ -77,45 +77,85 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict, *, fp16: boo
     engine_path.write_bytes(bytes(serialized))
 
 
-class TrtEngine:
-    """A deserialised engine with one execution context; inputs and outputs are torch CUDA tensors."""
+# TensorRT's DataType names → torch dtypes. An engine says what each of its tensors holds
+# (fp32 or fp16 builds, int32 or int64 token ids); nothing here assumes it.
+TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32", "INT64": "int64",
+                "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
 
-    def __init__(self, path: Path):
+
+def torch_dtype(trt_dtype):
+    """The torch dtype of a TensorRT `DataType` (read by name, so test doubles can name one)."""
+    import torch
+
+    name = str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in TRT_TO_TORCH:
+        raise ModelLoadError(f"TensorRT tensor type {name} has no torch equivalent here")
+    return getattr(torch, TRT_TO_TORCH[name])
+
+
+class TrtEngine:
+    """One engine and its execution context. Each input is cast to the type the engine declares
+    for it and each output is allocated with the engine's own type and the shape the context
+    infers from the inputs, as TensorRT's diffusion demo binds them."""
+
+    def __init__(self, engine, device: str = "cuda"):
+        self.engine = engine
+        self.device = device
+        self.context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self.inputs = [n for n in names if _is_input(engine.get_tensor_mode(n))]
+        self.outputs = [n for n in names if n not in self.inputs]
+        self.dtypes = {n: torch_dtype(engine.get_tensor_dtype(n)) for n in names}
+
+    @classmethod
+    def load(cls, path: Path) -> "TrtEngine":
         import tensorrt as trt
 
-        self._trt = trt
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
-        if self.engine is None:
+        engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if engine is None:
             raise ModelLoadError(f"TensorRT cannot load engine '{path}' (built for another GPU or version?)")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        return cls(engine)
 
-    def infer(self, feeds: dict, dtype):
+    def infer(self, feeds: dict) -> dict:
+        """Outputs by name for inputs by name (any dtype: cast to the engine's)."""
         import torch
 
-        keep = []
-        for name, tensor in feeds.items():
-            t = tensor.contiguous().cuda()
+        missing = sorted(set(self.inputs) - set(feeds))
+        if missing:
+            raise ValueError(f"TensorRT engine needs inputs {missing}")
+        keep = []  # the bound tensors must outlive the asynchronous run
+        for name in self.inputs:
+            t = feeds[name].to(device=self.device, dtype=self.dtypes[name]).contiguous()
             keep.append(t)
             self.context.set_input_shape(name, tuple(t.shape))
             self.context.set_tensor_address(name, t.data_ptr())
-        out_name = self.outputs[0]
-        out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=dtype, device="cuda")
-        self.context.set_tensor_address(out_name, out.data_ptr())
-        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+        out = {}
+        for name in self.outputs:
+            out[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self.dtypes[name],
+                                    device=self.device)
+            self.context.set_tensor_address(name, out[name].data_ptr())
+        stream = torch.cuda.current_stream().cuda_stream if self.device == "cuda" else 0
+        if not self.context.execute_async_v3(stream):
             raise RuntimeError("TensorRT execution failed")
         return out
+
+    def first_output(self, feeds: dict):
+        return self.infer(feeds)[self.outputs[0]]
+
+
+def _is_input(mode) -> bool:
+    return str(mode).rsplit(".", 1)[-1] == "INPUT"
 
 
 class TrtComponents:
     """The sampler's component interface over three engines; tokenizer and scheduler come from
-    the exported folder (the ORT components provide them)."""
+    the exported folder (the ORT components provide them). Works in the UNet engine's own
+    precision: latents and embeddings are handed over in whatever type each engine declares."""
 
     name = "tensorrt"
 
-    def __init__(self, onnx_components, engines: dict[str, Path]):
+    def __init__(self, onnx_components, engines: dict[str, Path], loader=TrtEngine.load, device: str = "cuda"):
         import torch
 
         self.base = onnx_components
@@ -124,24 +164,15 @@ class TrtComponents:
         self.vae_scale_factor = onnx_components.vae_scale_factor
         self.scaling_factor = onnx_components.scaling_factor
         self.latent_channels = onnx_components.latent_channels
-        self.device = torch.device("cuda")
-        self.dtype = torch.float16
-        self.engines = {name: TrtEngine(path) for name, path in engines.items()}
+        self.device = torch.device(device)
+        self.engines = {name: loader(path) for name, path in engines.items()}
+        unet = self.engines["unet"]
+        self.dtype = unet.dtypes[unet.outputs[0]]  # the sampler keeps latents in the UNet's type
 
     def _embed(self, texts):
-        import torch
-
         ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        # Optimum exports CLIP's text encoder with int64 ids; TensorRT may narrow them to int32.
-        out = self.engines["text_encoder"].infer({"input_ids": ids.to(torch.int64 if self._ids64 else torch.int32)},
-                                                 self.dtype)
-        return out
-
-    @property
-    def _ids64(self) -> bool:
-        eng = self.engines["text_encoder"].engine
-        return str(eng.get_tensor_dtype("input_ids")).endswith("INT64")
+        return self.engines["text_encoder"].first_output({"input_ids": ids})
 
     def encode(self, prompts, negative):
         return self._embed(negative), self._embed(prompts)
@@ -149,9 +180,8 @@ class TrtComponents:
     def unet(self, sample, t, embeddings):
         import torch
 
-        feeds = {"sample": sample.half(), "timestep": torch.tensor(float(t), dtype=torch.float16),
-                 "encoder_hidden_states": embeddings.half()}
-        return self.engines["unet"].infer(feeds, self.dtype)
+        feeds = {"sample": sample, "timestep": torch.tensor(float(t)), "encoder_hidden_states": embeddings}
+        return self.engines["unet"].first_output(feeds)
 
     def decode(self, latents):
-        return self.engines["vae_decoder"].infer({"latent_sample": (latents / self.scaling_factor).half()}, self.dtype)
+        return self.engines["vae_decoder"].first_output({"latent_sample": latents / self.scaling_factor})

@@ -4,7 +4,6 @@ refusing shards of different configs or an incomplete set."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError, SpqrError
 from ..plan import stable_hash
-from ..store import atomic_write_json
+from ..store import atomic_write_json, file_sha256
 
 MANIFEST = "shard.json"
 
@@ -41,14 +40,6 @@ def config_fingerprint(cfg) -> str:
     return stable_hash(json.loads(cfg.model_dump_json()), n=32)
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _shard_files(out: Path) -> list[Path]:
     """What a shard contributes to a merge: its images, records and BFT results (no temp files)."""
     return sorted(f for sub in SHARD_FOLDERS if (out / sub).is_dir() for f in (out / sub).rglob("*")
@@ -57,7 +48,7 @@ def _shard_files(out: Path) -> list[Path]:
 
 def write_manifest(out: Path, cfg, i: int, n: int, n_items: int) -> None:
     """Written last: the shard's config, its hash, and the hash of every file it contributes."""
-    files = {f.relative_to(out).as_posix(): _file_sha(f) for f in _shard_files(out)}
+    files = {f.relative_to(out).as_posix(): file_sha256(f) for f in _shard_files(out)}
     atomic_write_json(out / MANIFEST, {"shard": i, "of": n, "config_sha": config_fingerprint(cfg), "items": n_items,
                                        "config": json.loads(cfg.model_dump_json()), "files": files})
 
@@ -86,7 +77,7 @@ def read_manifest(folder: Path) -> dict:
             raise InputError(f"'{path}' lists '{rel}', outside a shard's folders — re-run that shard")
         if not f.is_file():
             raise InputError(f"shard '{folder}': '{rel}' is missing — re-run that shard")
-        if _file_sha(f) != sha:
+        if file_sha256(f) != sha:
             raise InputError(f"shard '{folder}': '{rel}' does not match the shard's manifest (edited or corrupt) — "
                              "re-run that shard")
     return {**m, "shard": shard, "of": of, "files": files}

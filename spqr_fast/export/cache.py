@@ -4,7 +4,6 @@ match their manifest (corrupt, truncated, edited) is rebuilt, never trusted."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..plan import stable_hash
-from ..store import atomic_write_json, file_lock
+from ..store import atomic_write_json, file_lock, file_sha256
 
 MANIFEST = "manifest.json"
 ENV_ROOT = "SPQR_ENGINE_CACHE"
@@ -23,14 +22,6 @@ TMP_PREFIX = ".building-"
 def default_root() -> Path:
     """`$SPQR_ENGINE_CACHE`, else `engines/cache` under the working directory (git-ignored)."""
     return Path(os.environ.get(ENV_ROOT) or Path.cwd() / "engines" / "cache")
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ArtefactCache:
@@ -53,7 +44,7 @@ class ArtefactCache:
             path = folder / rel
             if not path.is_file():
                 return False, f"{rel} is missing"
-            if _file_sha(path) != sha:
+            if file_sha256(path) != sha:
                 return False, f"{rel} does not match its manifest (corrupt or stale)"
         return True, ""
 
@@ -61,7 +52,7 @@ class ArtefactCache:
              kind: str | None = None) -> dict:
         """Write the manifest last: from then on the artefact counts as built. `key`/`kind` name
         the final place when `folder` is a temporary build folder."""
-        files = {str(p.relative_to(folder)): _file_sha(p) for p in sorted(folder.rglob("*"))
+        files = {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
                  if p.is_file() and p.name != MANIFEST}
         manifest = {"key": key or folder.name, "kind": kind or folder.parent.name, "inputs": key_inputs,
                     "files": files, **(extra or {})}
