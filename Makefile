@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test test-slow bench doctor world clean docker-build docker-eval
+.PHONY: install eval test test-slow bench bench-gpu doctor world clean docker-build docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite finetune --preset sd15 --latent 32
 	$(BIN)/spqr-fast bench --suite vqa --preset tiny
 	$(BIN)/spqr-fast bench --suite vqa --preset blip-base
+
+# The GPU proof on a CUDA machine (SD 1.5 architecture, 512², 50 steps, fp16): tables into bench-gpu/.
+bench-gpu: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast bench --suite gpu --preset sd15 --out bench-gpu
 
 # Retrain every model of the miniature world from its seed (~1 h on 2 CPU cores); writes
 # spqr_fast/world/weights/*, each with a card.json. PARTS="sd vqa" rebuilds only those.

@@ -232,7 +232,9 @@ def erase_cmd(model_path: Path, base: Path | None, method: str, concepts, target
 @click.option("--preset", type=click.Choice(["tiny", "sd15", "blip-base"]), default="tiny", show_default=True,
               help="tiny: the demo models; sd15: Stable Diffusion 1.5's architecture (backends, finetune); "
                    "blip-base: BLIP-VQA base (vqa) — built from configs with random weights")
-@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa"]), default="backends", show_default=True)
+@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa", "gpu"]), default="backends", show_default=True,
+              help="gpu: the whole GPU proof (generation backends, parity, batching, BFT, judges, paper-scale "
+                   "projection) on a CUDA machine")
 @click.option("--backends", default="torch,ort,ort-plain", show_default=True,
               help="backends suite: torch,ort[,ort-plain][,tensorrt] (ort = fused attention)")
 @click.option("--reps", type=int, default=None, help="timed UNet steps per backend (default: tiny 20, sd15 3)")
@@ -244,15 +246,20 @@ def erase_cmd(model_path: Path, base: Path | None, method: str, concepts, target
 @click.option("--latent", type=int, default=None, help="finetune suite: latent size (sd15 default 64 = 512 px)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="gpu suite: also write gpu-bench.json and gpu-bench.md here")
 @friendly_errors
 def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_steps: int, profiles: str, steps, batch,
-              latent, device: str, as_json: bool) -> None:
+              latent, device: str, as_json: bool, out_dir: Path | None) -> None:
     """Measure side by side in one run: UNet step latency and images/s per backend (backends), or
     BFT steps/s and peak memory per profile (finetune)."""
     from .models import pick_device
     from .provenance import environment
 
     env = environment()
+    if suite == "gpu":
+        _bench_gpu(preset, reps, as_json, out_dir)
+        return
     if (preset == "blip-base") != (suite == "vqa" and preset != "tiny"):
         raise SpqrError(f"--preset {preset} does not apply to --suite {suite} (vqa: tiny|blip-base; others: tiny|sd15)")
     if suite == "vqa":
@@ -311,6 +318,22 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
                   [r["profile"], f"{r['trainable_params']:,}", str(r["batch"]), str(r["latent"]),
                    f"{r['seconds_per_step']:.3f}", f"{r['steps_per_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
                    f"{r['rss_after_load_mib']:.0f}"] for r in rows])
+
+
+def _bench_gpu(preset: str, reps: int | None, as_json: bool, out_dir: Path | None) -> None:
+    from .bench.gpu_bench import GpuBenchPlan, require_cuda, run_gpu_bench, to_markdown
+
+    if preset not in ("sd15", "tiny"):
+        raise SpqrError(f"--preset {preset} does not apply to --suite gpu (sd15 or tiny)")
+    require_cuda()
+    result = run_gpu_bench(GpuBenchPlan(preset=preset, reps=reps or 2), _console())
+    markdown = to_markdown(result)
+    if out_dir is not None:
+        from .store import atomic_write_bytes
+
+        atomic_write_bytes(out_dir / "gpu-bench.json", json.dumps(result, indent=1, default=str).encode())
+        atomic_write_bytes(out_dir / "gpu-bench.md", markdown.encode())
+    click.echo(json.dumps(result, indent=1, default=str) if as_json else markdown)
 
 
 @main.command("export")

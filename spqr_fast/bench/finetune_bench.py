@@ -26,7 +26,7 @@ def measure_profile(preset: str, profile: str, steps: int, batch: int, latent: i
 
     from ..config import BftConfig
     from ..finetune.profiles import prepare_trainable
-    from ..finetune.trainer import make_optimizer, optimizer_step
+    from ..finetune.trainer import _autocast_dtype, make_optimizer, optimizer_step
     from .presets import TEXT_TOKENS, build_unet
 
     unet, default_latent, text_dim = build_unet(preset)
@@ -37,6 +37,8 @@ def measure_profile(preset: str, profile: str, steps: int, batch: int, latent: i
     params = prepare_trainable(unet, profile, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
     unet.train()
     optimizer = make_optimizer(params, cfg)
+    amp_dtype = _autocast_dtype(cfg, device)  # as BFT runs: fp16 autocast with a grad scaler on CUDA
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     gen = torch.Generator().manual_seed(0)
     batch_data = [(torch.randn(batch, 4, latent, latent, generator=gen).to(device),
                    torch.randint(0, 1000, (batch,), generator=gen).to(device),
@@ -45,17 +47,18 @@ def measure_profile(preset: str, profile: str, steps: int, batch: int, latent: i
     rss_loaded = _rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    optimizer_step(unet, params, optimizer, None, batch_data, cfg.max_grad_norm, None)  # warm-up
+    optimizer_step(unet, params, optimizer, scaler, batch_data, cfg.max_grad_norm, amp_dtype)  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
-        optimizer_step(unet, params, optimizer, None, batch_data, cfg.max_grad_norm, None)
+        optimizer_step(unet, params, optimizer, scaler, batch_data, cfg.max_grad_norm, amp_dtype)
     if device == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     out = {
         "preset": preset, "profile": profile, "device": device, "batch": batch, "latent": latent, "steps": steps,
+        "mixed_precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
         "seconds_per_step": elapsed / steps, "steps_per_s": steps / elapsed,
         "trainable_params": int(sum(p.numel() for p in params)),
         "unet_params": int(sum(p.numel() for p in unet.parameters())),

@@ -37,7 +37,7 @@ def _build(preset: str, folder: Path) -> Path:
 
 
 def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_root: str | None,
-                  console: Console) -> dict:
+                  console: Console, device: str = "cpu") -> dict:
     from ..export.cache import ArtefactCache
     from ..models import FileHasher
     from .backends_bench import _time
@@ -47,8 +47,8 @@ def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_
         console.print(f"building the {preset} BLIP VQA model from its config (random weights)")
         path = str(_build(preset, Path(tmp) / "blip"))
         t0 = time.perf_counter()
-        judges = {"torch": VqaJudge(path),
-                  "ort": VqaJudge(path, backend="ort", cache=ArtefactCache(cache_root), hasher=FileHasher(None),
+        judges = {"torch": VqaJudge(path, device=device),
+                  "ort": VqaJudge(path, device=device, backend="ort", cache=ArtefactCache(cache_root), hasher=FileHasher(None),
                                   log=console.print)}
         setup = time.perf_counter() - t0
         ref = judges["torch"]
