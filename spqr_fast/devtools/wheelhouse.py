@@ -45,10 +45,15 @@ def pinned_requirements(constraints: Path = ROOT / "constraints.txt", gpu: bool 
     return reqs
 
 
-def download_command(dest: Path, python: str, requirements: list[str], platform: str) -> list[str]:
+# pip takes a platform tag literally: name the older manylinux tags some pinned wheels carry.
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
+
+
+def download_command(dest: Path, python: str, requirements: list[str], platforms: tuple[str, ...] = PLATFORMS) -> list[str]:
     """pip download of binary wheels for another Python and platform, exactly the pins given."""
+    tags = [arg for p in platforms for arg in ("--platform", p)]
     return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python,
-            "--platform", platform, "--dest", str(dest), *requirements]
+            *tags, "--dest", str(dest), *requirements]
 
 
 def _sha(path: Path) -> str:
@@ -123,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("action", choices=["download", "split", "join", "install", "list"])
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--python", default="3.12", help="download: the target's Python version")
-    ap.add_argument("--platform", default="manylinux_2_28_x86_64", help="download: the target's wheel platform")
+    ap.add_argument("--platform", action="append", default=None,
+                    help=f"download: a wheel platform tag of the target (repeat; default {', '.join(PLATFORMS)})")
     ap.add_argument("--batch-mib", type=float, default=60.0, help="split: at most this much per transfer")
     ap.add_argument("--cpu", action="store_true", help="onnxruntime (CPU) instead of onnxruntime-gpu")
     args = ap.parse_args(argv)
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(reqs))
     elif args.action == "download":
         args.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(download_command(args.dir, args.python, reqs, args.platform), check=True)
+        subprocess.run(download_command(args.dir, args.python, reqs, tuple(args.platform or PLATFORMS)), check=True)
     elif args.action == "split":
         for b in split(args.dir, int(args.batch_mib * 2**20)):
             size = sum(f.stat().st_size for f in b.iterdir()) / 2**20
