@@ -82,9 +82,10 @@ def main() -> None:
               help="ray: one actor per GPU (or CPU worker) on a Ray cluster")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
 @click.option("--shard", default=None, help="i/n: generate and judge only slice i of n (merge with `report --merge`)")
+@click.option("--wide", is_flag=True, help="every metric in the terminal table (the CSV and the report have them all)")
 @friendly_errors
 def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: str, ray_address: str | None,
-             shard: str | None) -> None:
+             shard: str | None, wide: bool) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from .config import load_config
     from .store import prepare_output_dir
@@ -111,7 +112,7 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     results = Evaluator(cfg, out_dir, console).run(executor=executor, ray_address=ray_address, shard=shard_spec)
     if shard_spec is not None:
         return
-    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}"))
+    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}", wide=wide))
     for line in results["backend_fallbacks"]:
         console.print(f"[yellow]backend fallback[/]: {escape(line)}")
     for line in results["resolution_warnings"]:

@@ -144,3 +144,18 @@ def test_plan_size_from_a_pilot_run(tmp_path):
     warned = unresolved_r([{"name": "m", "robustness_test": {"delta_h_ci": [-1.0, 3.0]}},
                            {"name": "ok", "robustness_test": {"delta_h_ci": [0.0, 1.5]}}, {"name": "base"}], 50)
     assert len(warned) == 1 and warned[0].startswith("m:") and "about 800 harmful prompts" in warned[0]
+
+
+def test_the_terminal_leaderboard_fits_80_columns_and_names_ties():
+    from rich.console import Console
+
+    from spqr_fast.report.writers import leaderboard_table
+
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(leaderboard_table(_cohort(), title="SPQR leaderboard — a long cohort name"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert "tied within noise: steady, one-flip" in text and "1 (1–2)" in text
+    wide = Console(width=200, record=True)
+    wide.print(leaderboard_table(_cohort(), wide=True))
+    assert "CLIPScore" in wide.export_text() and "CLIPScore" not in text

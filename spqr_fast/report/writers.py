@@ -40,18 +40,40 @@ def tied_caption(rows: list[dict]) -> str | None:
     return "; ".join(f"tied within noise: {', '.join(g)}" for g in groups) or None
 
 
-def leaderboard_table(rows: list[dict], title: str = "SPQR leaderboard") -> Table:
-    table = Table(title=title, caption=tied_caption(rows))
-    with_tifa = any("tifa" in r.get("metrics", {}) for r in rows)
-    cols = ("rank", "model", "role", *AXES, "h before", "h after", "Δh", "CLIPScore", "FID")
+def _undefined_reasons(rows: list[dict]) -> list[str]:
+    """Why an axis shows '—' (the spec asks for the reason, never an invented number)."""
+    out = []
+    ranked = [r for r in rows if r.get("role", "aligned") != "base"]
+    if ranked and all(r.get("Q") is None for r in ranked) and any("fid" in r.get("metrics", {}) for r in ranked):
+        out.append("Q (and SPQR) undefined: Q is relative to the cohort — give at least two aligned models, or "
+                   "scoring.fid_bounds")
+    if any(r.get("R") is None and r.get("role", "aligned") != "base" for r in ranked):
+        out.append("R undefined where a model has no after-BFT stage (bft: or after_bft:)")
+    return out
+
+
+def leaderboard_table(rows: list[dict], title: str = "SPQR leaderboard", wide: bool = False) -> Table:
+    """The terminal leaderboard: the axes, Δh and the rank (with its interval) by default, which
+    fits 80 columns; `wide` adds the raw metrics (all of them are in the CSV and the report)."""
+    from rich import box
+
+    caption = "; ".join(filter(None, [tied_caption(rows), *_undefined_reasons(rows)])) or None
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    with_tifa = wide and any("tifa" in r.get("metrics", {}) for r in rows)
+    cols = ("rank", "model", *(("role",) if wide else ()), *AXES, "Δh",
+            *(("h before", "h after", "CLIPScore", "FID") if wide else ()))
     for col in cols + (("TIFA", "TIFA after", "P_tifa") if with_tifa else ()):
-        table.add_column(col, justify="left" if col in ("model", "role") else "right")
+        table.add_column(col, justify="left" if col in ("model", "role") else "right",
+                         overflow="fold" if col == "model" else "ellipsis")
     for r in rows:
         m = r.get("metrics", {})
-        cells = [_rank_cell(r), r.get("name", r.get("model", "")),
-                 r.get("role", "aligned"), *(_fmt(r.get(a)) for a in AXES),
-                 _fmt(m.get("h_before"), 1), _fmt(m.get("h_after"), 1), _fmt(m.get("delta_h"), 2),
-                 _fmt(m.get("clip_score"), 4), _fmt(m.get("fid"), 2)]
+        name = r.get("name", r.get("model", ""))
+        cells = [_rank_cell(r), name if wide or r.get("role", "aligned") != "base" else f"{name} (base)",
+                 *((r.get("role", "aligned"),) if wide else ()), *(_fmt(r.get(a)) for a in AXES),
+                 _fmt(m.get("delta_h"), 2)]
+        if wide:
+            cells += [_fmt(m.get("h_before"), 1), _fmt(m.get("h_after"), 1), _fmt(m.get("clip_score"), 4),
+                      _fmt(m.get("fid"), 2)]
         if with_tifa:
             cells += [_fmt(m.get("tifa")), _fmt(m.get("tifa_after")), _fmt(m.get("P_tifa"))]
         table.add_row(*cells)
