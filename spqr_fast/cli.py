@@ -155,7 +155,7 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
 @click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="effective batch")
 @click.option("--micro-batch-size", type=int, default=None, help="per forward pass (gradient accumulation)")
-@click.option("--resolution", type=int, default=512, show_default=True)
+@click.option("--resolution", type=int, default=None, help="training size (default: the model's own, e.g. 512 for SD 1.5)")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto", show_default=True)
 @click.option("--checkpoint-every", type=int, default=None,
               help="steps between checkpoints (default: every 5 minutes of training; 0: never)")

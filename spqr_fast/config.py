@@ -67,7 +67,8 @@ class BftConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     batch_size: int = Field(16, gt=0, description="effective batch (micro-batches × accumulation)")
     micro_batch_size: int | None = Field(None, gt=0, description="per forward pass; default: the whole batch")
-    resolution: int = Field(512, gt=0, multiple_of=8)
+    resolution: int | None = Field(
+        None, gt=0, multiple_of=8, description="training size in pixels; default: the model's own (UNet sample size × VAE factor)")
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16, gt=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")

@@ -51,6 +51,7 @@ def file_sha256(path: Path) -> str:
 
 TEMP_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 OUTPUT_SETS = ".results"  # result files live in OUT/.results/<set>/, OUT/<name> links to the current set
+OWN_FOLDERS = ("images", "records", "bft", ".cache", OUTPUT_SETS)
 
 
 @contextmanager
@@ -77,7 +78,9 @@ def remove_temp_files(root: Path) -> int:
     """Delete the temporary files of killed writes under `root`; returns how many. Call it only
     while holding the folder's lock, so no live writer's file is taken."""
     n = 0
-    for tmp in root.rglob(TEMP_GLOB):
+    # Only where spqr-fast writes: an output folder may sit inside a user's own tree.
+    ours = [root.glob(TEMP_GLOB), *((root / sub).rglob(TEMP_GLOB) for sub in OWN_FOLDERS if (root / sub).is_dir())]
+    for tmp in (t for found in ours for t in found):
         if tmp.is_symlink() or tmp.is_file():
             tmp.unlink(missing_ok=True)
             n += 1

@@ -159,3 +159,9 @@ def test_the_terminal_leaderboard_fits_80_columns_and_names_ties():
     wide = Console(width=200, record=True)
     wide.print(leaderboard_table(_cohort(), wide=True))
     assert "CLIPScore" in wide.export_text() and "CLIPScore" not in text
+
+
+def test_paired_r_in_the_row_is_the_one_its_test_reports():
+    for r in _cohort("paired"):
+        t = r["robustness_test"]
+        assert r["R"] == pytest.approx(t["R_paired"]) and t["robustness"] == "paired"

@@ -167,3 +167,21 @@ def test_checkpoints_are_on_by_default_and_timed():
     assert not checkpoint_due(None, 10, CHECKPOINT_SECONDS - 1) and checkpoint_due(None, 10, CHECKPOINT_SECONDS)
     assert checkpoint_due(5, 10, 0) and not checkpoint_due(5, 11, 1e9)
     assert not checkpoint_due(0, 10, 1e9)  # 0: never
+
+
+def test_resolution_defaults_to_the_models_own(base_dir, dataset_dir, tmp_path):
+    """An unset resolution trains at the model's size (a 512-px default once made a 32-px model
+    encode every image at 512 px for minutes); a size far from it is warned about."""
+    from rich.console import Console
+
+    from spqr_fast.finetune.trainer import native_resolution, training_resolution
+
+    pipe, _ = load_pipeline(ModelSource(path=str(base_dir)))
+    native = native_resolution(pipe)
+    assert native == pipe.unet.config.sample_size * pipe.vae_scale_factor
+    console = Console(stderr=True, record=True, width=200)
+    assert training_resolution(_cfg(dataset_dir, resolution=None), pipe, console) == native
+    assert training_resolution(_cfg(dataset_dir, resolution=native * 4), pipe, console) == native * 4
+    assert "far from the model's own" in console.export_text()
+    card = finetune(ModelSource(path=str(base_dir)), _cfg(dataset_dir, resolution=None, steps=1), tmp_path / "ft")
+    assert card["resolution"] == native

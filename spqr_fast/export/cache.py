@@ -116,10 +116,12 @@ class ArtefactCache:
                 kept.append(kind_dir)
                 continue
             for entry in sorted(kind_dir.iterdir()):
-                if entry.is_dir() and not entry.is_symlink() and (
-                        (entry / MANIFEST).is_file() or entry.name.startswith(TMP_PREFIX)):
+                is_folder = entry.is_dir() and not entry.is_symlink()
+                if is_folder and entry.name.startswith(TMP_PREFIX):  # a build killed mid-way
                     self.discard(entry)
-                    removed += not entry.name.startswith(TMP_PREFIX)
+                elif is_folder and (entry / MANIFEST).is_file():
+                    self.discard(entry)
+                    removed += 1
                 elif entry.name.startswith(".") and entry.name.endswith(".lock") and entry.is_file():
                     entry.unlink(missing_ok=True)
                 else:

@@ -81,12 +81,32 @@ class _Precomputed:
     text: "object"  # [N, tokens, dim]
 
 
+def native_resolution(pipe) -> int:
+    """The size the model was made for, as diffusers' pipeline computes its default."""
+    return int(pipe.unet.config.sample_size) * (2 ** (len(pipe.vae.config.block_out_channels) - 1))
+
+
+def training_resolution(cfg: BftConfig, pipe, console: Console) -> int:
+    """`cfg.resolution`, or the model's own; a size far from the model's own gets one warning
+    (it trains the model on something it never saw, and costs the square of the ratio)."""
+    native = native_resolution(pipe)
+    if cfg.resolution is None:
+        return native
+    if not native / 2 <= cfg.resolution <= native * 2:
+        console.print(f"[yellow]warning[/]: BFT resolution {cfg.resolution} px is far from the model's own {native} px "
+                      "— leave resolution unset to train at the model's size")
+    return cfg.resolution
+
+
 def _precompute(pipe, dataset: BftDataset, resolution: int, device: str, console: Console) -> _Precomputed:
     """The frozen parts run once: VAE moments per image, text embeddings per caption."""
     import torch
 
+    from ..progress import make_progress
+
     means, stds, texts = [], [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), make_progress(console) as progress:
+        task = progress.add_task(f"encode BFT images ({resolution} px)", total=len(dataset), unit="img")
         for s in range(0, len(dataset), 8):
             files = dataset.files[s:s + 8]
             try:
@@ -99,6 +119,7 @@ def _precompute(pipe, dataset: BftDataset, resolution: int, device: str, console
             tok = pipe.tokenizer(list(dataset.captions[s:s + 8]), padding="max_length", truncation=True,
                                  max_length=pipe.tokenizer.model_max_length, return_tensors="pt")
             texts.append(pipe.text_encoder(tok.input_ids.to(device))[0])
+            progress.advance(task, len(files))
     return _Precomputed(torch.cat(means), torch.cat(stds), torch.cat(texts))
 
 
@@ -171,6 +192,7 @@ class TrainResult:
     accumulation: int
     mixed_precision: str
     resumed_from_step: int | None
+    resolution: int
 
 
 def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool = False,
@@ -189,7 +211,8 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
         raise InputError(f"'{out}' already holds checkpoints — pass --resume to continue, or choose a new --out")
     pipe.text_encoder.requires_grad_(False)
     pipe.vae.requires_grad_(False)
-    pre = _precompute(pipe, dataset, cfg.resolution, device, console)
+    resolution = training_resolution(cfg, pipe, console)
+    pre = _precompute(pipe, dataset, resolution, device, console)
     torch.manual_seed(_sub_seed(cfg.seed, "lora-init"))  # LoRA A matrices are random at init
     unet = pipe.unet
     params = prepare_trainable(unet, cfg.profile, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
@@ -234,7 +257,7 @@ def train(pipe, cfg: BftConfig, dataset: BftDataset, out: Path, *, resume: bool 
                 last_saved = time.monotonic()
     unet.eval()
     precision = str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32"
-    return TrainResult(params, losses, steps, accum, precision, start if last is not None else None)
+    return TrainResult(params, losses, steps, accum, precision, start if last is not None else None, resolution)
 
 
 def finetune(model: ModelSource, cfg: BftConfig, out: Path, *, resume: bool = False,
@@ -272,6 +295,7 @@ def finetune(model: ModelSource, cfg: BftConfig, out: Path, *, resume: bool = Fa
         "trainable_parameters": int(sum(p.numel() for p in result.params)),
         "gradient_accumulation": result.accumulation,
         "mixed_precision": result.mixed_precision,
+        "resolution": result.resolution,
         "device": device,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,

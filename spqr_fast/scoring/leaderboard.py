@@ -167,7 +167,7 @@ def _delta_h_margins(models: list[ModelMeasurements], params: ScoringParams) -> 
     n_util = int(max(m.util_prompt.max() for m in models)) + 1
     rng = np.random.default_rng(params.seed)
     draws: dict[str, list[float]] = {m.name: [] for m in models if m.harm_after is not None}
-    for _ in range(max(params.n_boot, params.n_boot_fid)):
+    for _ in range(params.n_boot):  # the replicates whose Δh the leaderboard reports as its interval
         harm_w = np.bincount(rng.integers(0, n_harm, n_harm), minlength=n_harm).astype(float)
         rng.integers(0, n_util, n_util)  # the utility draw of the same replicate
         for m in models:

@@ -34,11 +34,12 @@ def world_config() -> dict:
         "seed": 0,
         "demo": True,
         "models": [
-            {"name": "base", "role": "base", "model": {"path": "models/base"}, "bft": WORLD_BFT},
+            # a copy each: one shared dict would be written as a YAML anchor (&id001) and aliases
+            {"name": "base", "role": "base", "model": {"path": "models/base"}, "bft": dict(WORLD_BFT)},
             {"name": "uce", "role": "aligned",
              "model": {"path": "models/uce-unet.safetensors", "base": "models/base", "allow_missing_keys": True},
-             "bft": WORLD_BFT},
-            {"name": "esd", "role": "aligned", "model": {"path": "models/esd"}, "bft": WORLD_BFT},
+             "bft": dict(WORLD_BFT)},
+            {"name": "esd", "role": "aligned", "model": {"path": "models/esd"}, "bft": dict(WORLD_BFT)},
         ],
         "prompts": {
             "harmful": {"path": "prompts/harmful.csv"},
