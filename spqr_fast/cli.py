@@ -575,7 +575,8 @@ def plan_size_cmd(run_dir: Path | None, width: float, confidence: float, h_befor
                  [[r["model"], str(r.get("pilot_prompts", "—")),
                    "—" if r.get("delta_h") is None else f"{r['delta_h']:+.2f}", f"{r['per_prompt_sd']:.2f}",
                    "—" if r.get("pilot_width") is None else f"{r['pilot_width']:.2f}",
-                   "any (no change seen)" if r["prompts_needed"] is None else str(r["prompts_needed"])] for r in rows])
+                   "— (no change: use --h-before/--h-after)" if r["prompts_needed"] is None
+                   else str(r["prompts_needed"])] for r in rows])
 
 
 @main.command("doctor")
