@@ -135,3 +135,40 @@ def test_result_files_change_as_one_set(tmp_path, monkeypatch):
     store.publish_outputs(tmp_path, {"results.json": b"new", "report.html": b"new"})
     assert (tmp_path / "results.json").read_bytes() == b"new" and (tmp_path / "report.html").read_bytes() == b"new"
     assert len(list((tmp_path / ".results").iterdir())) == 2  # the current set and its pointer only
+
+
+def test_a_full_disk_while_judging_is_named_as_the_disk_not_the_judge(complete_run, tmp_path):
+    """A judge whose record write hits ENOSPC (or whose native writer says so in its own
+    exception type) is not reported as 'fix the judge': the CLI names the disk."""
+    import errno
+
+    from rich.progress import Progress
+
+    from spqr_fast.errors import JudgeError, as_disk_error
+    from spqr_fast.store import RecordStore
+
+    config, _ = complete_run
+    evaluator = Evaluator(load_config(config), tmp_path / "out")
+    store = RecordStore(tmp_path / "out", "judge")
+
+    class Judge:
+        batch_size = 2
+
+    def disk_full(chunk):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "records" / "x.json"))
+
+    def native_disk_full(chunk):
+        raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    def broken(chunk):
+        raise ValueError("the judge's own bug")
+
+    with Progress() as progress:
+        with pytest.raises(OSError) as err:
+            evaluator._run_judge(Judge(), ["a", "b"], store, progress, "vqa", disk_full)
+        assert err.value.errno == errno.ENOSPC
+        with pytest.raises(RuntimeError) as err:
+            evaluator._run_judge(Judge(), ["a", "b"], store, progress, "vqa", native_disk_full)
+        assert as_disk_error(err.value).errno == errno.ENOSPC
+        with pytest.raises(JudgeError, match="judge 'vqa' failed"):
+            evaluator._run_judge(Judge(), ["a", "b"], store, progress, "vqa", broken)
