@@ -83,9 +83,10 @@ def main() -> None:
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
 @click.option("--shard", default=None, help="i/n: generate and judge only slice i of n (merge with `report --merge`)")
 @click.option("--wide", is_flag=True, help="every metric in the terminal table (the CSV and the report have them all)")
+@click.option("--verbose", is_flag=True, help="show third-party library warnings (default: OUT/logs/library-warnings.log)")
 @friendly_errors
 def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: str, ray_address: str | None,
-             shard: str | None, wide: bool) -> None:
+             shard: str | None, wide: bool, verbose: bool) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from .config import load_config
     from .store import prepare_output_dir
@@ -109,7 +110,13 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
         from .distributed.shards import parse_shard
 
         shard_spec = parse_shard(shard)
-    results = Evaluator(cfg, out_dir, console).run(executor=executor, ray_address=ray_address, shard=shard_spec)
+    from .library_warnings import LOG, warnings_to_log
+
+    prepare_output_dir(out_dir)
+    with warnings_to_log(out_dir, verbose) as library_warnings:
+        results = Evaluator(cfg, out_dir, console).run(executor=executor, ray_address=ray_address, shard=shard_spec)
+    if library_warnings:
+        console.print(f"{len(library_warnings)} library warning(s) logged to {out_dir / LOG} (--verbose shows them)")
     if shard_spec is not None:
         return
     _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}", wide=wide))
@@ -466,7 +473,15 @@ def generate_cmd(model_path: Path, base, lora, prompts_path: Path, out_dir: Path
     src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
                       lora=str(lora.resolve()) if lora else None)
     prompts = load_prompt_set(PromptSet(path=str(prompts_path)))
-    generate_images(src, prompts, gen, BackendConfig(kind=backend), out_dir, seed=seed, console=_console())
+    from .library_warnings import LOG, warnings_to_log
+    from .store import prepare_output_dir
+
+    console = _console()
+    prepare_output_dir(out_dir)
+    with warnings_to_log(out_dir) as library_warnings:
+        generate_images(src, prompts, gen, BackendConfig(kind=backend), out_dir, seed=seed, console=console)
+    if library_warnings:
+        console.print(f"{len(library_warnings)} library warning(s) logged to {out_dir / LOG}")
 
 
 @main.group("judge")

@@ -33,11 +33,11 @@ def run_cli(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProcess
 
 def snapshot(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder` (through the result links), by relative path; lock
-    files and the file-hash memo (`.cache/`) hold no results and are left out."""
+    files, the file-hash memo (`.cache/`) and logs hold no results and are left out."""
     out = {}
     for f in sorted(folder.rglob("*")):
         rel = f.relative_to(folder)
-        if f.is_file() and not f.name.endswith(".lock") and rel.parts[0] != ".cache":
+        if f.is_file() and not f.name.endswith(".lock") and rel.parts[0] not in (".cache", "logs"):
             out[f.relative_to(folder).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
 
