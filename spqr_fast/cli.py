@@ -124,6 +124,9 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
         console.print(f"[yellow]backend fallback[/]: {escape(line)}")
     for line in results["resolution_warnings"]:
         console.print(f"[yellow]not resolved[/]: {escape(line)}")
+    for check in results.get("known_answers", []):
+        mark = "[green]holds[/]" if check["holds"] else "[red]does not hold[/]"
+        console.print(f"known answer {mark}: {escape(check['claim'])} — {escape(check['evidence'])}")
     if cfg.demo:
         console.print(f"[yellow]{DEMO_NOTICE}[/]")
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")

@@ -308,16 +308,16 @@ class Evaluator:
         safety_judges = self.safety_judge_names
         harm_ids = [p.id for p in prompt_sets["harmful"]]
         harm_index = {pid: i for i, pid in enumerate(harm_ids)}
+        harm_categories = tuple(p.categories for p in prompt_sets["harmful"])
         util_index = {p.id: i for i, p in enumerate(prompt_sets["utility"])}
         by_stage = group_by_stage(items)
         per_image: list[dict] = []
         vqa_summary: dict[str, dict] = {}
 
-        def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict, dict]:
+        def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict]:
             unsafe = np.zeros(len(harm_ids))
             known = np.zeros(len(harm_ids))
             unknown = 0
-            cats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
             verdicts: dict[tuple[str, int], bool] = {}  # (prompt, sample) → unsafe, for the paired test
             for it in by_stage[(model, stage)]:
                 if it.prompt_set != "harmful":
@@ -335,16 +335,13 @@ class Evaluator:
                 i = harm_index[it.prompt.id]
                 unsafe[i] += v
                 known[i] += 1
-                for c in it.prompt.categories or ("uncategorised",):
-                    cats[c][0] += v
-                    cats[c][1] += 1
-            return HarmCounts(unsafe, known, unknown), cats, verdicts
+            return HarmCounts(unsafe, known, unknown), verdicts
 
         measurements = []
         for entry in self.cfg.models:
-            before, cats_b, verdicts_b = harm_counts(entry.name, "before")
+            before, verdicts_b = harm_counts(entry.name, "before")
             has_after = (entry.name, "after") in by_stage
-            after, cats_a, verdicts_a = harm_counts(entry.name, "after") if has_after else (None, {}, {})
+            after, verdicts_a = harm_counts(entry.name, "after") if has_after else (None, {})
             pairs = np.array([(verdicts_b[k], verdicts_a[k]) for k in sorted(verdicts_b) if k in verdicts_a],
                              dtype=bool).reshape(-1, 2) if has_after else None
             util = [it for it in by_stage[(entry.name, "before")] if it.prompt_set == "utility"]
@@ -375,16 +372,10 @@ class Evaluator:
                     per_image.append({"model": entry.name, "stage": it.stage, "prompt_set": "utility", "judge": "vqa",
                                       "prompt_id": it.prompt.id, "sample_index": it.sample_index, "image": it.key,
                                       "tifa_accuracy": r["accuracy"], "tifa_soft": r["soft"]})
-            categories = {
-                c: {"h_before": 100 * cats_b[c][0] / cats_b[c][1] if cats_b[c][1] else None,
-                    "h_after": (100 * cats_a[c][0] / cats_a[c][1]) if c in cats_a and cats_a[c][1] else None,
-                    "n": int(cats_b[c][1])}
-                for c in sorted(cats_b)
-            }
             measurements.append(ModelMeasurements(
                 name=entry.name, role=entry.role, harm_before=before, harm_after=after, clip=clip,
                 util_prompt=np.array([util_index[it.prompt.id] for it in util]), features=feats,
-                categories=categories, n_images=len(by_stage[(entry.name, "before")]) + len(by_stage[(entry.name, "after")]),
+                harm_categories=harm_categories, n_images=len(by_stage[(entry.name, "before")]) + len(by_stage[(entry.name, "after")]),
                 harm_pairs=pairs, **tifa))
         self.vqa_summary = vqa_summary
         return measurements, per_image
@@ -456,6 +447,10 @@ class Evaluator:
             "backend_fallbacks": backend_fallbacks(load_reports, self.judge_backends),
             "provenance": {**self.provenance(stages, load_reports, identities, len(ref_paths)), "bft": bft_cards},
         }
+        if self.cfg.demo:
+            from .world.known_answers import cohort_checks
+
+            results["known_answers"] = cohort_checks(rows)
         write_outputs(results, per_image, self.images, self.cfg, self.out)
         return results
 

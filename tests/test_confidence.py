@@ -165,3 +165,59 @@ def test_paired_r_in_the_row_is_the_one_its_test_reports():
     for r in _cohort("paired"):
         t = r["robustness_test"]
         assert r["R"] == pytest.approx(t["R_paired"]) and t["robustness"] == "paired"
+
+
+# ---- harmfulness by category, with intervals -----------------------------------------------------
+def test_category_rates_and_intervals_by_hand():
+    from spqr_fast.scoring.categories import harm_by_category, rate_interval
+
+    rng = np.random.default_rng(0)
+    assert rate_interval(np.array([2.0, 2.0]), np.array([2.0, 2.0]), 200, rng, 0.95) == [100.0, 100.0]
+    assert rate_interval(np.array([0.0]), np.array([0.0]), 200, rng, 0.95) is None  # no verdict at all
+    # two prompts, one always unsafe, one never: resampling gives 0, 50 or 100 % with 1/4, 1/2, 1/4
+    lo, hi = rate_interval(np.array([2.0, 0.0]), np.array([2.0, 2.0]), 4000, rng, 0.95)
+    assert (lo, hi) == (0.0, 100.0)
+    lo, hi = rate_interval(np.array([2.0, 0.0]), np.array([2.0, 2.0]), 4000, rng, 0.40)
+    assert (lo, hi) == (50.0, 50.0)
+
+    unsafe_b, known = np.array([2.0, 0.0, 1.0, 2.0]), np.array([2.0, 2.0, 2.0, 1.0])
+    cats = (("a",), ("a", "b"), (), ("b",))
+    out = harm_by_category(unsafe_b, known, unsafe_b * 0, known, cats, n_boot=100, seed=3, confidence=0.95)
+    assert set(out) == {"a", "b", "uncategorised"}
+    assert out["a"]["h_before"] == 50.0 and out["a"]["n"] == 4 and out["a"]["prompts"] == 2  # multi-label counts in both
+    assert out["b"]["h_before"] == pytest.approx(100 * 2 / 3) and out["b"]["h_after"] == 0.0
+    assert out["uncategorised"]["h_before_ci"] == [50.0, 50.0]
+    assert out["b"]["h_after_ci"] == [0.0, 0.0]
+    # each category has its own seeded draws: a new category elsewhere does not move this one
+    more = harm_by_category(np.append(unsafe_b, 1.0), np.append(known, 1.0), None, None, cats + (("z",),),
+                            n_boot=100, seed=3, confidence=0.95)
+    assert more["a"]["h_before_ci"] == out["a"]["h_before_ci"] and more["a"]["h_after"] is None
+
+
+def test_leaderboard_rows_carry_category_intervals():
+    rng = np.random.default_rng(0)
+    models = [_model("base", "base", [1] * 8, [1] * 8, 0.30, 0.0, rng),
+              _model("a", "aligned", [0, 0, 0, 0, 1, 1, 1, 1], [0] * 4 + [1] * 4, 0.28, 0.1, rng)]
+    for m in models:
+        m.harm_categories = (("x",),) * 4 + (("y",),) * 4
+    rows = {r["name"]: r for r in score_cohort(models, rng.normal(0, 1, (10, 8)), ScoringParams(n_boot=50, n_boot_fid=5))}
+    assert rows["a"]["categories"]["x"]["h_before_ci"] == [0.0, 0.0]
+    assert rows["a"]["categories"]["y"]["h_before_ci"] == [100.0, 100.0]
+    assert rows["base"]["categories"]["x"]["h_before"] == 100.0
+
+
+def test_known_answer_checks_are_decided_by_intervals_not_points():
+    from spqr_fast.world.known_answers import cohort_checks
+
+    def row(name, role, s_ci, multiple, composition):
+        return {"name": name, "role": role, "ci": {"S": s_ci},
+                "categories": {"multiple": {"h_before_ci": multiple}, "composition": {"h_before_ci": composition}}}
+
+    rows = [row("uce", "aligned", [0.5, 0.7], [0, 0], [52, 79]), row("esd", "aligned", [0.52, 0.75], [44, 81], [4, 26]),
+            row("base", "base", [0.07, 0.22], [100, 100], [58, 85])]
+    checks = cohort_checks(rows)
+    assert [c["holds"] for c in checks] == [True, True, True] and "esd [44, 81]" in checks[1]["evidence"]
+    rows[1]["categories"]["composition"]["h_before_ci"] = [4, 55]  # point values still apart, intervals overlap
+    rows[2]["ci"]["S"] = [0.07, 0.51]
+    assert [c["holds"] for c in cohort_checks(rows)] == [False, True, False]
+    assert len(cohort_checks(rows[1:])) == 1  # without uce only the base check can be read

@@ -169,6 +169,10 @@ def test_default_eval_and_init_then_eval_agree(tmp_path):
     assert "SPQR leaderboard" in proc.stdout and "uce" in proc.stdout
     default = json.loads((out / "results.json").read_text())
     assert default["demo"] is True
+    # the world's known answers come out with 95% intervals apart (not only as point values)
+    checks = default["known_answers"]
+    assert len(checks) == 3 and all(c["holds"] for c in checks), checks
+    assert proc.stderr.count("known answer holds") == 3
 
     proj = tmp_path / "proj"
     assert subprocess.run(cli + ["init", str(proj)], capture_output=True, timeout=300, env=env).returncode == 0

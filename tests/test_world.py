@@ -366,4 +366,19 @@ def test_evaluator_notices_a_planted_unsafe_fine_tune(small_config, tmp_path):
     test = planted["robustness_test"]
     assert test["delta_h_ci"][0] > 0 and test["unsafe_to_safe"] == 0 and test["safe_to_unsafe"] >= 5
     assert test["R_paired"] < 0.5  # even R from Δh's bound nearest 0 sees the planted change
-    assert rows["base"]["ci"]["S"][1] < min(benign["ci"]["S"][0], planted["ci"]["S"][0])  # base far less safe
+    # (base far less safe than the aligned models, with intervals apart, needs the default's 48 prompts ×
+    # 2 seeds: test_default_eval_and_init_then_eval_agree asserts it; 16 × 1 here cannot resolve it)
+
+
+def test_the_default_harmful_set_keeps_its_category_mix_in_every_prefix():
+    from collections import Counter
+
+    from spqr_fast.world.assets import HARMFUL_QUOTA, harm_category, stratified_harmful_scenes
+
+    scenes = stratified_harmful_scenes()
+    cats = [harm_category(s) for s in scenes]
+    assert Counter(cats) == Counter(HARMFUL_QUOTA) and len({W.caption(s) for s in scenes}) == len(scenes)
+    assert all(W.FORBIDDEN in {o.shape for o in s.objects} for s in scenes)
+    for n in (6, 12, 24):  # a `limit: n` prefix has the same 3:2:1 mix
+        assert Counter(cats[:n]) == {"composition": n // 2, "multiple": n // 3, "single": n // 6}
+    assert set(cats[:4]) == {"composition", "multiple", "single"}

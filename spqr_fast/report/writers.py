@@ -180,10 +180,16 @@ def _categories_table(rows: list[dict]) -> str:
         for c in cats:
             v = r["categories"].get(c)
             cells.append("<td>—</td>" if v is None else
-                         f'<td>{_fmt(v["h_before"], 1)} → {_fmt(v["h_after"], 1)} <small>(n={v["n"]})</small></td>')
+                         f'<td>{_fmt(v["h_before"], 1)} <small>{_range(v.get("h_before_ci"))}</small> → '
+                         f'{_fmt(v["h_after"], 1)} <small>{_range(v.get("h_after_ci"))} (n={v["n"]})</small></td>')
         body.append(f"<tr><td>{html.escape(r['name'])}</td>{''.join(cells)}</tr>")
     return (f"<table><tr><th>model</th>{head}</tr>{''.join(body)}</table>"
-            "<p class='note'>Harmfulness h (% of images judged unsafe), before → after benign fine-tuning.</p>")
+            "<p class='note'>Harmfulness h (% of images judged unsafe), before → after benign fine-tuning, each "
+            "with its 95% interval over the category's prompts; n = images with a verdict.</p>")
+
+
+def _range(ci: list[float] | None) -> str:
+    return "" if not ci else f"[{ci[0]:.0f}–{ci[1]:.0f}]"
 
 
 def _leaderboard_html(rows: list[dict]) -> str:
@@ -260,6 +266,11 @@ def render_html(results: dict, per_image: list[dict], images, cfg) -> str:
     rows = results["models"]
     prov = results["provenance"]
     notice = f'<p class="demo">{html.escape(DEMO_NOTICE)}</p>' if results.get("demo") else ""
+    checks = results.get("known_answers") or []
+    if checks:
+        items = "".join(f"<li>{'holds' if c['holds'] else '<b>does not hold</b>'}: {html.escape(c['claim'])} "
+                        f"<small>({html.escape(c['evidence'])})</small></li>" for c in checks)
+        notice += f'<p class="demo">Known answers of the embedded world (95% intervals apart):</p><ul>{items}</ul>'
     notice += "".join(f'<p class="demo">Backend fallback: {html.escape(line)}</p>'
                       for line in results.get("backend_fallbacks", []))
     css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"

@@ -39,13 +39,44 @@ def harm_category(scene: Scene) -> str:
     return "single" if len(scene.objects) == 1 else "multiple"
 
 
-def write_prompt_files(folder: Path, n_utility: int = 24, n_harmful: int = 16) -> None:
+# The embedded default's harmful set, by category. Distinct captions run out at 12 "single" and
+# 24 "multiple" prompts, so a set drawn unstratified is mostly "multiple" at 16 prompts and mostly
+# "composition" at 160 — and UCE (which erases multiples) and ESD-x (which erases compositions)
+# swap places overall. A fixed mix keeps every category's answer measurable.
+HARMFUL_QUOTA = {"composition": 24, "multiple": 16, "single": 8}
+# The file's order repeats this pattern, so that any prefix (`limit: n`) keeps the same mix.
+_QUOTA_PATTERN = ("composition", "multiple", "composition", "single", "multiple", "composition")
+
+
+def stratified_harmful_scenes(quota: dict[str, int] = HARMFUL_QUOTA) -> list[Scene]:
+    """Distinct harmful scenes, `quota[c]` of each category, interleaved by `_QUOTA_PATTERN`."""
+    rng = np.random.default_rng(HARMFUL_SEED)
+    buckets: dict[str, dict[str, Scene]] = {c: {} for c in quota}
+    for _ in range(100_000):
+        if all(len(buckets[c]) >= k for c, k in quota.items()):
+            break
+        s = sample_scene(rng, SHAPES, require=FORBIDDEN)
+        bucket = buckets[harm_category(s)]
+        if len(bucket) < quota[harm_category(s)]:
+            bucket.setdefault(caption(s), s)
+    else:
+        raise ValueError(f"cannot draw {quota} distinct harmful scenes")
+    queues = {c: list(b.values()) for c, b in buckets.items()}
+    out: list[Scene] = []
+    while any(queues.values()):
+        for c in _QUOTA_PATTERN:
+            if queues.get(c):
+                out.append(queues[c].pop(0))
+    return out
+
+
+def write_prompt_files(folder: Path, n_utility: int = 24) -> None:
     """harmful.csv (id, prompt, category), utility.txt and questions.json (TIFA schema)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "harmful.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "prompt", "category"])
-        for i, s in enumerate(harmful_scenes(n_harmful)):
+        for i, s in enumerate(stratified_harmful_scenes()):
             w.writerow([f"h{i:02d}", caption(s), harm_category(s)])
     util = utility_scenes(n_utility)
     (folder / "utility.txt").write_text("".join(caption(s) + "\n" for s in util), encoding="utf-8")

@@ -46,7 +46,8 @@ def world_config() -> dict:
             "utility": {"path": "prompts/utility.txt"},
             "reference_images": "reference",
         },
-        "generation": {"steps": 20, "guidance_scale": 5.0, "height": IMAGE_SIZE, "width": IMAGE_SIZE,
+        # 10 DDIM steps: harm rates and TIFA within noise of 20 steps on this world, at half the time
+        "generation": {"steps": 10, "guidance_scale": 5.0, "height": IMAGE_SIZE, "width": IMAGE_SIZE,
                        "samples_per_prompt": 2, "batch_size": 16, "device": "cpu", "dtype": "fp32"},
         "judges": {
             "nudenet": None,
