@@ -62,6 +62,52 @@ def friendly_errors(fn):
     return wrapper
 
 
+def model_options(*, lora: bool = False, required: bool = True):
+    """--model, --base, --format, --allow-missing-keys (and --lora) of every command that loads a
+    model; the command receives one `source` argument, a checked ModelSource."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        @friendly_errors
+        def wrapper(*args, model_path, base, model_format, allow_missing_keys, lora_path=None, **kwargs):
+            kwargs["source"] = _model_source(model_path, base, model_format, allow_missing_keys, lora_path)
+            return fn(*args, **kwargs)
+
+        options = [
+            click.option("--model", "model_path", required=required, type=click.Path(path_type=Path),
+                         help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)"),
+            click.option("--base", type=click.Path(path_type=Path), default=None,
+                         help="base diffusers folder for a weights file (state dict or single file)"),
+            click.option("--format", "model_format", default="auto", show_default=True,
+                         type=click.Choice(["auto", "diffusers", "single_file", "unet_state_dict"]),
+                         help="how --model is stored (auto: told from its keys)"),
+            click.option("--allow-missing-keys", is_flag=True,
+                         help="accept a UNet state dict holding only some layers (e.g. cross-attention)"),
+        ]
+        if lora:
+            options.append(click.option("--lora", "lora_path", type=click.Path(path_type=Path), default=None,
+                                        help="LoRA folder fused into the UNet first"))
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def _model_source(model_path: Path | None, base: Path | None, model_format: str, allow_missing_keys: bool,
+                  lora: Path | None):
+    """The ModelSource the options describe, every path checked to exist (None without --model)."""
+    from .config import ModelSource
+
+    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora")):
+        if p is not None and not p.exists():
+            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    if model_path is None:
+        return None
+    return ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
+                       format=model_format, allow_missing_keys=allow_missing_keys,
+                       lora=str(lora.resolve()) if lora else None)
+
+
 @click.group()
 @click.version_option(package_name="spqr-fast")
 def main() -> None:
@@ -152,9 +198,7 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
 
 
 @main.command("finetune")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)")
-@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
+@model_options()
 @click.option("--dataset", required=True, type=click.Path(path_type=Path), help="image folder with metadata.jsonl")
 @click.option("--profile", required=True, type=click.Choice(["lite", "moderate", "standard"]))
 @click.option("--epochs", type=int, default=None, help="default: lite 1, moderate 3, standard 10")
@@ -171,32 +215,71 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
               help="steps between checkpoints (default: every 5 minutes of training; 0: never)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @friendly_errors
-def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Path, resume: bool, **hp) -> None:
+def finetune_cmd(source, dataset: Path, out_dir: Path, resume: bool, **hp) -> None:
     """Benign fine-tuning with an SPQR profile (lite = LoRA, moderate = cross-attn K/V/out, standard = full UNet)."""
     from pydantic import ValidationError
 
-    from .config import BftConfig, ModelSource
+    from .config import BftConfig
     from .errors import ConfigError
     from .finetune.trainer import finetune
 
-    for p, what in ((model_path, "--model"), (dataset, "--dataset"), (base, "--base")):
-        if p is not None and not p.exists():
-            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    if not dataset.exists():
+        raise SpqrError(f"--dataset '{dataset}' does not exist — fix the path")
     try:
         cfg = BftConfig(dataset=str(dataset.resolve()), **hp)
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"finetune: {'.'.join(map(str, first['loc'])) or 'options'}: {first['msg']}") from None
-    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None)
-    card = finetune(src, cfg, out_dir, resume=resume, console=_console())
+    card = finetune(source, cfg, out_dir, resume=resume, console=_console())
     click.echo(f"wrote {out_dir / card['weights_file']} and bft_card.json "
                f"({card['steps']} steps, loss {card['first_loss']:.4f} → {card['final_loss']:.4f}, {card['seconds']} s)")
 
 
+@main.command("convert")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="OUT.safetensors")
+@click.option("--base", type=click.Path(path_type=Path), default=None,
+              help="diffusers folder of the same architecture: needed for original-layout UNet keys; "
+                   "checks missing, unexpected and wrongly shaped keys")
+@click.option("--trust-pickle", is_flag=True,
+              help="unpickle a .pt/.ckpt/.bin holding more than tensors — this runs any code the file names: "
+                   "only for files from a source you trust")
+@friendly_errors
+def convert_cmd(checkpoint: Path, out_file: Path, base: Path | None, trust_pickle: bool) -> None:
+    """Turn a released checkpoint (.pt/.ckpt/.bin/.safetensors; bare, Lightning- or otherwise-wrapped;
+    diffusers or original LDM layout, whole or partial UNet) into safetensors that spqr-fast loads,
+    with OUT.card.json naming the source by its SHA-256."""
+    from .convert import card_path, convert_checkpoint
+
+    if base is not None and not base.exists():
+        raise SpqrError(f"--base '{base}' does not exist — fix the path")
+    if trust_pickle:
+        _console().print("[yellow]--trust-pickle[/]: unpickling runs code named by the file; do this only for "
+                         "checkpoints from a source you trust")
+    card = convert_checkpoint(checkpoint, out_file, base=base, trust_pickle=trust_pickle)
+    notes = []
+    if card["unwrapped_from"]:
+        notes.append(f"taken out of {' / '.join(card['unwrapped_from'])}")
+    if card["ignored_entries"]:
+        notes.append(f"{len(card['ignored_entries'])} non-tensor entries left out ({', '.join(card['ignored_entries'][:3])})")
+    if card["source_layout"] == "ldm_unet":
+        notes.append("original-layout UNet keys renamed to diffusers'")
+    if card["left_out_keys"]["count"]:
+        notes.append(f"{card['left_out_keys']['count']} keys that name no UNet block left out "
+                     f"(e.g. {card['left_out_keys']['examples'][0]})")
+    check = card["base_check"]
+    if check is not None:
+        notes.append(f"partial: {check['missing']} UNet tensors missing, taken from the base when loaded"
+                     if check["partial"] else "complete against the base UNet")
+    for note in notes:
+        _console().print(f"  {escape(note)}")
+    load = ", ".join(f"{k}: {v}" for k, v in card["load_with"].items())
+    click.echo(f"wrote {out_file} ({card['tensors']} tensors) and {card_path(out_file)} — evaluate it as "
+               f"model: {{{load}}}")
+
+
 @main.command("erase")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)")
-@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
+@model_options()
 @click.option("--method", required=True, type=click.Choice(["uce", "esd"]))
 @click.option("--concept", "concepts", multiple=True, required=True, help="text to erase (repeat for several)")
 @click.option("--target", "targets", multiple=True, help="UCE: what each concept maps to (default: the empty prompt)")
@@ -214,24 +297,19 @@ def finetune_cmd(model_path: Path, base: Path | None, dataset: Path, out_dir: Pa
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="OUT.safetensors")
 @friendly_errors
-def erase_cmd(model_path: Path, base: Path | None, method: str, concepts, targets, preserve, lamb: float,
+def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
               preserve_scale: float, train: str, iterations: int, lr: float, negative_guidance: float, ddim_steps: int,
               resolution: int | None, seed: int, device: str, out_file: Path) -> None:
     """Erase a concept with UCE (closed-form cross-attention edit) or ESD (negative-guidance fine-tune);
     writes the changed UNet tensors, loadable as `model: {path: OUT, base: MODEL, allow_missing_keys: true}`."""
-    from .config import ModelSource
     from .erasure.esd import EsdSettings
     from .erasure.run import erase
     from .erasure.uce import UceSettings
     from .models import pick_device
 
-    for p, what in ((model_path, "--model"), (base, "--base")):
-        if p is not None and not p.exists():
-            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
     if targets and len(targets) != len(concepts):
         raise SpqrError("give one --target per --concept, or none (erase to the empty prompt)")
-    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None)
-    card = erase(src, method, list(concepts), out_file, preserve=list(preserve) or None, targets=list(targets) or None,
+    card = erase(source, method, list(concepts), out_file, preserve=list(preserve) or None, targets=list(targets) or None,
                  uce=UceSettings(preserve_scale=preserve_scale, lamb=lamb),
                  esd=EsdSettings(train=train, iterations=iterations, lr=lr, negative_guidance=negative_guidance,
                                  ddim_steps=ddim_steps, seed=seed),
@@ -348,9 +426,7 @@ def _bench_gpu(preset: str, reps: int | None, as_json: bool, out_dir: Path | Non
 
 
 @main.command("export")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
-@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
-@click.option("--lora", type=click.Path(path_type=Path), default=None, help="LoRA folder fused into the UNet first")
+@model_options(lora=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--opset", type=int, default=None)
 @click.option("--engines", "build_engines", is_flag=True, help="also build TensorRT engines (GPU machine)")
@@ -360,19 +436,14 @@ def _bench_gpu(preset: str, reps: int | None, as_json: bool, out_dir: Path | Non
 @click.option("--width", type=int, default=512, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @friendly_errors
-def export_cmd(model_path: Path, base, lora, precision: str, opset, build_engines: bool, attention: str, height: int,
+def export_cmd(source, precision: str, opset, build_engines: bool, attention: str, height: int,
                width: int, out_dir: Path) -> None:
     """Fuse a LoRA and export text encoder, UNet and VAE decoder through Optimum to ONNX."""
-    from .config import ModelSource
     from .export.cache import ArtefactCache
     from .export.onnx_export import export_onnx, onnx_key_inputs
     from .models import FileHasher, source_hash
 
-    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora")):
-        if p is not None and not p.exists():
-            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
-    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
-                      lora=str(lora.resolve()) if lora else None)
+    src = source
     device = "cuda" if precision == "fp16" or build_engines else "cpu"
     attention = "plain" if build_engines else attention  # TensorRT parses standard ONNX ops only
     exported = export_onnx(src, out_dir, precision=precision, opset=opset, device=device, attention=attention)
@@ -439,9 +510,7 @@ def engines_clear(root: Path | None) -> None:
 
 
 @main.command("generate")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path))
-@click.option("--base", type=click.Path(path_type=Path), default=None, help="base diffusers folder for a state dict")
-@click.option("--lora", type=click.Path(path_type=Path), default=None)
+@model_options(lora=True)
 @click.option("--prompts", "prompts_path", required=True, type=click.Path(path_type=Path),
               help="prompt file (I2P/ViSU/CSV/JSONL/JSON/TXT)")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
@@ -454,27 +523,25 @@ def engines_clear(root: Path | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @friendly_errors
-def generate_cmd(model_path: Path, base, lora, prompts_path: Path, out_dir: Path, backend: str, steps: int,
+def generate_cmd(source, prompts_path: Path, out_dir: Path, backend: str, steps: int,
                  guidance: float, size: int, samples: int, batch_size: int, seed: int, device: str) -> None:
     """Generate images for a prompt file (per-image seeds, resumable, content-addressed)."""
     from pydantic import ValidationError
 
-    from .config import BackendConfig, GenerationConfig, ModelSource, PromptSet
+    from .config import BackendConfig, GenerationConfig, PromptSet
     from .errors import ConfigError
     from .generate import generate_images
     from .prompts import load_prompt_set
 
-    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora"), (prompts_path, "--prompts")):
-        if p is not None and not p.exists():
-            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    if not prompts_path.exists():
+        raise SpqrError(f"--prompts '{prompts_path}' does not exist — fix the path")
     try:
         gen = GenerationConfig(steps=steps, guidance_scale=guidance, height=size, width=size,
                                samples_per_prompt=samples, batch_size=batch_size, device=device)
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"generate: --{first['loc'][0]}: {first['msg']}") from None
-    src = ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
-                      lora=str(lora.resolve()) if lora else None)
+    src = source
     prompts = load_prompt_set(PromptSet(path=str(prompts_path)))
     from .library_warnings import LOG, warnings_to_log
     from .store import prepare_output_dir

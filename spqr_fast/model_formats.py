@@ -80,16 +80,18 @@ def _is_tensor(v) -> bool:
 def unwrap(obj) -> WeightFile:
     """The tensors of a state dict, taken out of the usual wrappers."""
     wrappers: list[str] = []
+    ignored: list[str] = []  # entries beside the state dict (hyper-parameters, step counters)
     while isinstance(obj, Mapping) and not any(_is_tensor(v) for v in obj.values()):
         inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
             break
         wrappers.append(inner)
+        ignored += [str(k) for k in obj if k != inner]
         obj = obj[inner]
     if not isinstance(obj, Mapping):
         raise ValueError(f"it holds a {type(obj).__name__}, not a state dict")
     tensors = {str(k): v for k, v in obj.items() if _is_tensor(v)}
-    ignored = sorted(str(k) for k, v in obj.items() if not _is_tensor(v))
+    ignored = sorted(ignored + [str(k) for k, v in obj.items() if not _is_tensor(v)])
     if not tensors:
         raise ValueError("it holds no tensors" + (f" (entries: {', '.join(ignored[:5])})" if ignored else ""))
     if all(k.startswith("module.") for k in tensors):  # saved from torch.nn.DataParallel

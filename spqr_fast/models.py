@@ -15,9 +15,9 @@ from pathlib import Path
 
 from .config import ModelSource
 from .errors import ModelLoadError
+from .model_formats import PickleRefused, WeightFile, layout, ldm_unet_to_diffusers, read_weight_file, unet_tensors
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".ckpt", ".pt", ".pth"}
-LDM_UNET_PREFIX = "model.diffusion_model."
 
 
 class FileHasher:
@@ -74,10 +74,12 @@ class LoadReport:
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     lora: str | None = None
+    layout: str | None = None  # a UNet state dict's key layout: "diffusers" or "ldm_unet" (converted)
 
     def as_dict(self) -> dict:
         return {
             "format": self.format,
+            "layout": self.layout,
             "missing_keys": len(self.missing_keys),
             "unexpected_keys": len(self.unexpected_keys),
             "missing_examples": self.missing_keys[:5],
@@ -107,16 +109,16 @@ def read_tensor_file(path: Path) -> object:
         raise ValueError(f"{type(err).__name__}: {first[:160]} — is it a complete checkpoint?") from None
 
 
-def _read_state_dict(path: Path) -> dict:
+def _read_release(path: Path) -> WeightFile:
+    """A released weights file's tensors, out of their wrapper; pickles holding more than tensors
+    are refused with the command that converts them."""
     try:
-        sd = read_tensor_file(path)
+        return read_weight_file(path)
+    except PickleRefused as err:
+        raise ModelLoadError(f"cannot read weights file '{path}': {err} — convert it once, where you trust it: "
+                             f"`spqr-fast convert {path} --out FILE.safetensors --trust-pickle [--base DIR]`") from None
     except ValueError as err:
         raise ModelLoadError(f"cannot read weights file '{path}': {err}") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ModelLoadError(f"weights file '{path}' does not hold a state dict")
-    return sd
 
 
 def _file_keys(path: Path) -> list[str]:
@@ -128,10 +130,12 @@ def _file_keys(path: Path) -> list[str]:
                 return list(fh.keys())
         except Exception as err:
             raise ModelLoadError(f"cannot read weights file '{path}' ({err}) — is it a complete .safetensors file?") from None
-    return list(_read_state_dict(path).keys())
+    return list(_read_release(path).tensors)
 
 
 def detect_format(src: ModelSource) -> str:
+    """'diffusers' (a pipeline folder), 'single_file' (a whole model in the original layout) or
+    'unet_state_dict' (UNet weights for a base, in diffusers' or the original layout)."""
     path = Path(src.path)  # type: ignore[arg-type]
     if src.format != "auto":
         return src.format
@@ -141,8 +145,7 @@ def detect_format(src: ModelSource) -> str:
         raise ModelLoadError(f"'{path}' is a folder without model_index.json — give a diffusers pipeline folder")
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ModelLoadError(f"'{path}' is not a model: expected a diffusers folder or a {'/'.join(sorted(WEIGHT_SUFFIXES))} file")
-    keys = _file_keys(path)
-    return "single_file" if any(k.startswith(LDM_UNET_PREFIX) for k in keys) else "unet_state_dict"
+    return "single_file" if layout(_file_keys(path)) == "ldm_full" else "unet_state_dict"
 
 
 def _torch_dtype(dtype: str, device: str):
@@ -165,23 +168,40 @@ def _from_diffusers_folder(path: str, torch_dtype):
         raise ModelLoadError(f"cannot load diffusers folder '{path}': {first}") from None
 
 
-def _require_base(src: ModelSource, fmt: str) -> str:
+def _require_base(src: ModelSource) -> str:
+    """A weights file needs a base folder; checked before anything is read."""
     if src.base is None:
         raise ModelLoadError(
-            f"'{src.path}' is a {fmt.replace('_', ' ')}; set 'base:' to a local diffusers folder of the same architecture"
+            f"'{src.path}' is a weights file, not a pipeline folder; give its base — a local diffusers folder of the "
+            "same architecture (`base:` under the model in the config, `--base` on the command line)"
         )
+    if not (Path(src.base) / "model_index.json").is_file():
+        raise ModelLoadError(f"base '{src.base}' is not a diffusers pipeline folder (no model_index.json) — fix the path")
     return src.base
 
 
-def apply_unet_state_dict(unet, state_dict: dict, *, allow_missing: bool, source: str) -> tuple[list[str], list[str]]:
-    """Load a (possibly 'unet.'-prefixed) UNet state dict; refuse unexpected keys, and missing ones
-    unless the release is declared partial."""
-    if any(k.startswith(LDM_UNET_PREFIX) for k in state_dict):
-        raise ModelLoadError(f"'{source}' is in the original SD (LDM) layout — set format: single_file")
-    sd = {k.removeprefix("unet."): v for k, v in state_dict.items()}
-    own = unet.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
+def unet_release(path: Path, base: str) -> tuple[dict, str]:
+    """A UNet release's tensors under diffusers' names ('unet.' prefix dropped, original layout
+    renamed through the base's UNet config), and the layout it came in."""
+    from .convert import base_unet_config
+
+    found = _read_release(path)
+    keys_layout = layout(found.tensors)
+    if keys_layout == "ldm_full":
+        raise ModelLoadError(f"'{path}' is a whole model in the original layout, not a UNet state dict — "
+                             "set `format: single_file` (CLI: --format single_file)")
+    if keys_layout == "ldm_unet":
+        tensors, _ = ldm_unet_to_diffusers(unet_tensors(found.tensors, keys_layout), base_unet_config(Path(base)))
+        return tensors, keys_layout
+    return {k.removeprefix("unet."): v for k, v in found.tensors.items()}, keys_layout
+
+
+def check_unet_keys(state_dict: dict, shapes: dict[str, tuple[int, ...]], *, allow_missing: bool,
+                    source: str) -> tuple[list[str], list[str]]:
+    """Refuse unexpected or wrongly shaped keys, and missing ones unless the release is declared
+    partial; returns (missing, unexpected)."""
+    missing = sorted(set(shapes) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(shapes))
     if unexpected:
         raise ModelLoadError(
             f"'{source}': {len(unexpected)} keys do not belong to the base UNet (e.g. {unexpected[0]}) — wrong base model or file"
@@ -189,11 +209,19 @@ def apply_unet_state_dict(unet, state_dict: dict, *, allow_missing: bool, source
     if missing and not allow_missing:
         raise ModelLoadError(
             f"'{source}': {len(missing)} UNet keys missing (e.g. {missing[0]}) — if the release holds only some layers, "
-            "set allow_missing_keys: true"
+            "set allow_missing_keys: true (CLI: --allow-missing-keys)"
         )
-    shape_bad = [k for k, v in sd.items() if tuple(v.shape) != tuple(own[k].shape)]
+    shape_bad = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(shapes[k])]
     if shape_bad:
         raise ModelLoadError(f"'{source}': shape mismatch for {shape_bad[0]} — wrong base model")
+    return missing, unexpected
+
+
+def apply_unet_state_dict(unet, state_dict: dict, *, allow_missing: bool, source: str) -> tuple[list[str], list[str]]:
+    """Load a diffusers-layout UNet state dict (possibly 'unet.'-prefixed) after `check_unet_keys`."""
+    sd = {k.removeprefix("unet."): v for k, v in state_dict.items()}
+    shapes = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    missing, unexpected = check_unet_keys(sd, shapes, allow_missing=allow_missing, source=source)
     unet.load_state_dict(sd, strict=False)
     return missing, unexpected
 
@@ -206,6 +234,8 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
 
     quiet_library_progress()
     torch_dtype = _torch_dtype(dtype, device)
+    if Path(src.path).is_file():  # type: ignore[arg-type]
+        _require_base(src)  # before reading a possibly multi-GB file
     fmt = detect_format(src)
     report = LoadReport(format=fmt)
     if fmt == "diffusers":
@@ -213,7 +243,7 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
     elif fmt == "single_file":
         from diffusers import StableDiffusionPipeline
 
-        base = _require_base(src, fmt)
+        base = _require_base(src)
         try:
             pipe = StableDiffusionPipeline.from_single_file(
                 src.path, config=base, local_files_only=True, torch_dtype=torch.float32,
@@ -222,13 +252,18 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise ModelLoadError(f"cannot load single-file checkpoint '{src.path}': {str(err).splitlines()[0]}") from None
     else:
-        pipe = _from_diffusers_folder(_require_base(src, fmt), torch.float32)
+        from .convert import base_unet_shapes
+
+        base = _require_base(src)
+        tensors, report.layout = unet_release(Path(src.path), base)  # type: ignore[arg-type]
+        # the keys are checked against the base's UNet config before the base pipeline loads
+        check_unet_keys(tensors, base_unet_shapes(Path(base)), allow_missing=src.allow_missing_keys, source=str(src.path))
+        pipe = _from_diffusers_folder(base, torch.float32)
         report.missing_keys, report.unexpected_keys = apply_unet_state_dict(
-            pipe.unet, _read_state_dict(Path(src.path)), allow_missing=src.allow_missing_keys, source=str(src.path)
-        )
+            pipe.unet, tensors, allow_missing=src.allow_missing_keys, source=str(src.path))
     if src.unet_patch is not None:
-        apply_unet_state_dict(pipe.unet, _read_state_dict(Path(src.unet_patch)), allow_missing=True,
-                              source=str(src.unet_patch))
+        patch, _ = unet_release(Path(src.unet_patch), src.base or str(src.path))
+        apply_unet_state_dict(pipe.unet, patch, allow_missing=True, source=str(src.unet_patch))
     if src.lora is not None:
         apply_lora(pipe, src.lora, src.lora_scale)
         report.lora = src.lora
