@@ -20,6 +20,7 @@ from .errors import InputError, JudgeError, SpqrError, as_disk_error
 from .models import FileHasher, pick_device, source_hash
 from .plan import ModelStage, WorkItem, build_plan, stable_hash
 from .progress import make_progress
+from .runtime import memory_snapshot
 from .prompts import Prompt, list_reference_images, load_prompt_set
 from .provenance import backend_fallbacks, environment
 from .planning import unresolved_r
@@ -152,8 +153,9 @@ class Evaluator:
                 task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
                                          completed=len(stage_items) - todo, unit="img")
                 if todo:
-                    load_reports[(st.model, st.stage)] = generator.load(st)
+                    load_reports[(st.model, st.stage)] = dict(generator.load(st))
                     generator.run(st, stage_items, on_batch=lambda n, task=task: progress.advance(task, n))
+                    load_reports[(st.model, st.stage)]["memory_after_stage"] = memory_snapshot()
         return load_reports
 
     # ---- judge --------------------------------------------------------------------------------
@@ -496,4 +498,5 @@ class Evaluator:
                         "judges": {**{name: "onnxruntime" for name in ("nudenet", "concept_detector")
                                                if getattr(self.cfg.judges, name) is not None}, **self.judge_backends}},
             "environment": environment(),
+            "memory_at_end": memory_snapshot(),  # per stage: models[].load.memory_after_stage
         }

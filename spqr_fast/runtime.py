@@ -20,3 +20,42 @@ def quiet_library_progress() -> None:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise, so a
+    finished stage's ONNX sessions would still count in the next stage's resident memory)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): the collection alone
+        pass
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def memory_snapshot() -> dict:
+    """Resident memory now and the process's peak so far (GiB); on CUDA also the peak allocated
+    since the last snapshot (which resets it)."""
+    import resource
+    import sys
+
+    out: dict = {}
+    try:
+        with open("/proc/self/statm") as fh:
+            out["rss_gib"] = round(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30, 3)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out["peak_rss_gib"] = round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        out["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        torch.cuda.reset_peak_memory_stats()
+    return out

@@ -11,6 +11,7 @@ from ..export.onnx_export import cached_onnx_export
 from ..models import FileHasher
 from .parity import check_parity
 from .selection import ORT_PROVIDERS, MachineOffer, detect_offer, plan_candidates
+from ..runtime import release_memory
 from .torch_backend import TorchComponents
 
 
@@ -21,14 +22,22 @@ class BackendResolver:
         self.log = log
         self.offer = offer or detect_offer()
         self.cache = ArtefactCache(cfg.cache_root)
-        self._sessions: dict[tuple, object] = {}  # reused across batches and stages of one artefact
+        self._sessions: dict[tuple, object] = {}  # the current artefact's sessions only (see _ort)
         self._logged: set[tuple[str, str]] = set()
+
+    def release(self) -> None:
+        """Close the open artefact's sessions (before the next stage loads and exports)."""
+        self._sessions.clear()
+        release_memory()
 
     def _ort(self, folder: Path, providers: list[str]):
         from .ort_backend import OrtComponents
 
         key = (str(folder), tuple(providers))
         if key not in self._sessions:
+            # Stages load one after another: an earlier artefact's sessions (gigabytes at SD 1.5
+            # size) are dropped before the next is opened, so memory does not grow with the cohort.
+            self.release()
             self._sessions[key] = OrtComponents(folder, providers)
         return self._sessions[key]
 

@@ -35,7 +35,8 @@ class StageGenerator:
         """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report."""
         if self._loaded is not None and self._loaded[0] == stage.weights_hash:
             return self._loaded[2]
-        self._loaded = None  # free the previous model before loading the next
+        self._loaded = None  # free the previous model (and its sessions) before loading the next
+        self.resolver.release()
         g = self.cfg.generation
         pipe, report = load_pipeline(stage.source, device=self.device, dtype=g.dtype)
         components, backend = self.resolver.resolve(stage.source, pipe, height=g.height, width=g.width,
