@@ -62,6 +62,21 @@ def friendly_errors(fn):
     return wrapper
 
 
+def threads_option(fn):
+    """--threads: intra-op CPU threads for PyTorch and ONNX Runtime (recorded in results)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads for PyTorch and ONNX Runtime (default: the cores this process may use)")(fn)
+
+
+def _load_average() -> float | None:
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
 def model_options(*, lora: bool = False, required: bool = True):
     """--model, --base, --format, --allow-missing-keys (and --lora) of every command that loads a
     model; the command receives one `source` argument, a checked ModelSource."""
@@ -130,9 +145,10 @@ def main() -> None:
 @click.option("--shard", default=None, help="i/n: generate and judge only slice i of n (merge with `report --merge`)")
 @click.option("--wide", is_flag=True, help="every metric in the terminal table (the CSV and the report have them all)")
 @click.option("--verbose", is_flag=True, help="show third-party library warnings (default: OUT/logs/library-warnings.log)")
+@threads_option
 @friendly_errors
 def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: str, ray_address: str | None,
-             shard: str | None, wide: bool, verbose: bool) -> None:
+             shard: str | None, wide: bool, verbose: bool, threads: int | None) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from .config import load_config
     from .store import prepare_output_dir
@@ -148,6 +164,8 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     cfg = load_config(config)
     if backend is not None:
         cfg.backend.kind = backend  # type: ignore[assignment]
+    if threads is not None:
+        cfg.threads = threads
     from .evaluate import Evaluator
     from .report.writers import DEMO_NOTICE, leaderboard_table
 
@@ -214,10 +232,15 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
 @click.option("--checkpoint-every", type=int, default=None,
               help="steps between checkpoints (default: every 5 minutes of training; 0: never)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@threads_option
 @friendly_errors
-def finetune_cmd(source, dataset: Path, out_dir: Path, resume: bool, **hp) -> None:
+def finetune_cmd(source, dataset: Path, out_dir: Path, resume: bool, threads: int | None, **hp) -> None:
     """Benign fine-tuning with an SPQR profile (lite = LoRA, moderate = cross-attn K/V/out, standard = full UNet)."""
     from pydantic import ValidationError
+
+    from .runtime import apply_threads
+
+    apply_threads(threads)
 
     from .config import BftConfig
     from .errors import ConfigError
@@ -337,15 +360,21 @@ def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="gpu suite: also write gpu-bench.json and gpu-bench.md here")
+@threads_option
 @friendly_errors
 def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_steps: int, profiles: str, steps, batch,
-              latent, device: str, as_json: bool, out_dir: Path | None) -> None:
+              latent, device: str, as_json: bool, out_dir: Path | None, threads: int | None) -> None:
     """Measure side by side in one run: UNet step latency and images/s per backend (backends), or
     BFT steps/s and peak memory per profile (finetune)."""
     from .models import pick_device
     from .provenance import environment
+    from .runtime import apply_threads
 
-    env = environment()
+    env = {**environment(), "threads": apply_threads(threads), "load_average": _load_average()}
+    if env["load_average"] is not None and env["load_average"] > 0.5 * env["threads"]["available_cores"]:
+        _console().print(f"[yellow]warning[/]: the machine is busy (1-minute load {env['load_average']:.1f} on "
+                         f"{env['threads']['available_cores']} cores): timings will be slow and noisy — "
+                         "measure on an idle machine")
     if suite == "gpu":
         _bench_gpu(preset, reps, as_json, out_dir)
         return
@@ -522,11 +551,16 @@ def engines_clear(root: Path | None) -> None:
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@threads_option
 @friendly_errors
-def generate_cmd(source, prompts_path: Path, out_dir: Path, backend: str, steps: int,
-                 guidance: float, size: int, samples: int, batch_size: int, seed: int, device: str) -> None:
+def generate_cmd(source, prompts_path: Path, out_dir: Path, backend: str, steps: int, guidance: float, size: int,
+                 samples: int, batch_size: int, seed: int, device: str, threads: int | None) -> None:
     """Generate images for a prompt file (per-image seeds, resumable, content-addressed)."""
     from pydantic import ValidationError
+
+    from .runtime import apply_threads
+
+    apply_threads(threads)
 
     from .config import BackendConfig, GenerationConfig, PromptSet
     from .errors import ConfigError

@@ -267,6 +267,8 @@ class EvalConfig(_Strict):
     seed: int = 0
     finetune_cache: str | None = Field(None, description="where BFT results are cached; default OUT/bft")
     demo: bool = Field(False, description="models are demo stand-ins; the report says so")
+    threads: int | None = Field(None, gt=0, description="intra-op CPU threads for PyTorch and ONNX Runtime; "
+                                "default: the cores this process may use (affinity, cgroup quota)")
     models: list[ModelEntry] = Field(..., min_length=1)
     prompts: PromptsConfig
     generation: GenerationConfig = Field(default_factory=GenerationConfig)

@@ -20,7 +20,7 @@ from .errors import InputError, JudgeError, SpqrError, as_disk_error
 from .models import FileHasher, pick_device, source_hash
 from .plan import ModelStage, WorkItem, build_plan, stable_hash
 from .progress import make_progress
-from .runtime import memory_snapshot
+from .runtime import apply_threads, memory_snapshot
 from .prompts import Prompt, list_reference_images, load_prompt_set
 from .provenance import backend_fallbacks, environment
 from .planning import unresolved_r
@@ -82,6 +82,7 @@ class Evaluator:
         self.hasher = FileHasher(self.out / ".cache" / "file-hashes.json")
         self.images = ImageStore(self.out)
         self.device = pick_device(cfg.generation.device)
+        self.threads = apply_threads(cfg.threads)
         self.judge_backends: dict[str, dict] = {}
         self.vqa_summary: dict[str, dict] = {}
         self.safety_judge_names: list[str] = []
@@ -498,5 +499,6 @@ class Evaluator:
                         "judges": {**{name: "onnxruntime" for name in ("nudenet", "concept_detector")
                                                if getattr(self.cfg.judges, name) is not None}, **self.judge_backends}},
             "environment": environment(),
-            "memory_at_end": memory_snapshot(),  # per stage: models[].load.memory_after_stage
+            "memory_at_end": memory_snapshot(),
+            "threads": self.threads,  # CPU float results depend on the thread count in the last bits  # per stage: models[].load.memory_after_stage
         }

@@ -59,3 +59,51 @@ def memory_snapshot() -> dict:
         out["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         torch.cuda.reset_peak_memory_stats()
     return out
+
+
+THREADS_ENV = "SPQR_THREADS"  # read by every ONNX Runtime session spqr-fast opens in this process
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """Cores allowed by a cgroup CPU quota (containers, Slurm), if one is set."""
+    import math
+
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), None])):
+        try:
+            with open(path) as fh:
+                quota, period = parse(fh.read())
+            if period is None:
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fh:
+                    period = fh.read().strip()
+        except (OSError, ValueError):
+            continue
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    return None
+
+
+def available_cores() -> int:
+    """Cores this process may actually run on: its CPU affinity, capped by a cgroup quota."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = _cgroup_cpu_limit()
+    return max(1, min(n, limit) if limit else n)
+
+
+def apply_threads(requested: int | None) -> dict:
+    """Set intra-op threads for PyTorch and for the ONNX Runtime sessions opened after this call
+    (default: the cores available). CPU float kernels reduce in a thread-count-dependent order,
+    so results record the number; returns that record."""
+    import torch
+
+    used = requested or available_cores()
+    torch.set_num_threads(used)
+    os.environ[THREADS_ENV] = str(used)
+    return {"requested": requested, "used": used, "available_cores": available_cores()}
+
+
+def ort_intra_threads() -> int | None:
+    """The thread count `apply_threads` chose, for ONNX Runtime session options (None: ORT's own)."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None

@@ -18,10 +18,14 @@ _TORCH_TO_NP = {"torch.float32": np.float32, "torch.float16": np.float16, "torch
 
 
 def session_options(intra_threads: int | None = None):
+    """Full graph optimisation; intra-op threads as given, else as `runtime.apply_threads` set them."""
     import onnxruntime as ort
+
+    from ..runtime import ort_intra_threads
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    intra_threads = intra_threads or ort_intra_threads()
     if intra_threads:
         opts.intra_op_num_threads = intra_threads
     return opts
