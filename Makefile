@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test test-slow bench bench-gpu doctor world clean docker-build docker-eval
+.PHONY: install eval test test-slow bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,12 +47,30 @@ world: $(STAMP)
 doctor: $(STAMP)
 	$(BIN)/spqr-fast doctor
 
-docker-build:
-	docker build -f docker/Dockerfile -t spqr-fast .
-	docker build -f docker/Dockerfile.cpu -t spqr-fast:cpu .
+# Images (docker/): BASE_IMAGE is a plain Debian bookworm; CA_CERTS names PEM files of extra CA
+# certificates for builds behind a TLS-intercepting proxy; TORCH_WHEEL a local CPU torch wheel
+# for the CPU image where PyTorch's index is unreachable. docker/ci-setup.sh makes an engine and
+# the base image on a Debian machine with no registry.
+BASE_IMAGE ?= debian:bookworm-slim
+CA_CERTS   ?=
+TORCH_WHEEL ?=
+DOCKER_ARGS = --build-arg BASE_IMAGE=$(BASE_IMAGE) $(if $(CA_CERTS),--build-arg EXTRA_CA_CERTS="$$(cat $(CA_CERTS))")
+
+docker-build: docker-build-cpu docker-build-gpu
+
+docker-build-cpu:
+	$(if $(TORCH_WHEEL),cp $(TORCH_WHEEL) docker/wheels/)
+	docker build -f docker/Dockerfile.cpu -t spqr-fast:cpu $(DOCKER_ARGS) .
+
+docker-build-gpu:
+	docker build -f docker/Dockerfile -t spqr-fast $(DOCKER_ARGS) .
+
+# Build the CPU image and use it as a user would (docker/test-image.sh); needs a Docker engine.
+docker-test: $(STAMP)
+	bash docker/test-image.sh
 
 docker-eval:
-	docker run --rm --gpus all -v $(CURDIR)/$(OUT):/out spqr-fast eval
+	mkdir -p $(OUT) && docker run --rm --gpus all --user $$(id -u):$$(id -g) -v $(CURDIR)/$(OUT):/out spqr-fast eval
 
 clean:
 	rm -rf $(OUT) .pytest_cache

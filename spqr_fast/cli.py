@@ -370,14 +370,15 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
     from .provenance import environment
     from .runtime import apply_threads
 
-    env = {**environment(), "threads": apply_threads(threads), "load_average": _load_average()}
-    if env["load_average"] is not None and env["load_average"] > 0.5 * env["threads"]["available_cores"]:
-        _console().print(f"[yellow]warning[/]: the machine is busy (1-minute load {env['load_average']:.1f} on "
-                         f"{env['threads']['available_cores']} cores): timings will be slow and noisy — "
-                         "measure on an idle machine")
+    thread_record = apply_threads(threads)
     if suite == "gpu":
         _bench_gpu(preset, reps, as_json, out_dir)
         return
+    env = {**environment(), "threads": thread_record, "load_average": _load_average()}
+    if env["load_average"] is not None and env["load_average"] > 0.5 * thread_record["available_cores"]:
+        _console().print(f"[yellow]warning[/]: the machine is busy (1-minute load {env['load_average']:.1f} on "
+                         f"{thread_record['available_cores']} cores): timings will be slow and noisy — "
+                         "measure on an idle machine")
     if (preset == "blip-base") != (suite == "vqa" and preset != "tiny"):
         raise SpqrError(f"--preset {preset} does not apply to --suite {suite} (vqa: tiny|blip-base; others: tiny|sd15)")
     if suite == "vqa":

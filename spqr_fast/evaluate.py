@@ -21,7 +21,7 @@ from .models import FileHasher, pick_device, source_hash
 from .plan import ModelStage, WorkItem, build_plan, stable_hash
 from .progress import make_progress
 from .runtime import apply_threads, memory_snapshot
-from .prompts import Prompt, list_reference_images, load_prompt_set
+from .prompts import Prompt, distinct_ids, list_reference_images, load_prompt_set
 from .provenance import backend_fallbacks, environment
 from .planning import unresolved_r
 from .scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, score_cohort, tied_within_noise
@@ -91,7 +91,9 @@ class Evaluator:
     def load_inputs(self) -> tuple[dict[str, list[Prompt]], list[Path]]:
         p = self.cfg.prompts
         warn = lambda m: self.console.print(f"[yellow]warning[/]: {escape(m)}")  # noqa: E731
-        prompt_sets = {"harmful": load_prompt_set(p.harmful, warn), "utility": load_prompt_set(p.utility, warn)}
+        harmful = load_prompt_set(p.harmful, warn, id_prefix="h")
+        prompt_sets = {"harmful": harmful,
+                       "utility": distinct_ids(harmful, load_prompt_set(p.utility, warn, id_prefix="u"), warn)}
         return prompt_sets, list_reference_images(p.reference_images)
 
     def make_plan(self, stages: list[Stage], prompt_sets: dict[str, list[Prompt]]) -> list[WorkItem]:

@@ -183,9 +183,11 @@ def _cap_lengths(prompts: list[Prompt]) -> tuple[list[Prompt], int]:
     return [replace(p, text=p.text[:MAX_PROMPT_CHARS]) if len(p.text) > MAX_PROMPT_CHARS else p for p in prompts], cut
 
 
-def load_prompt_set(spec: PromptSet, warn: Callable[[str], None] | None = None) -> list[Prompt]:
+def load_prompt_set(spec: PromptSet, warn: Callable[[str], None] | None = None, id_prefix: str = "p") -> list[Prompt]:
     """Load, filter and sample a prompt set as the config describes it; `warn` hears about
-    prompts cut to MAX_PROMPT_CHARS."""
+    prompts cut to MAX_PROMPT_CHARS. Prompts without an id of their own get `id_prefix` and their
+    position (`h00000` for harmful, `u00000` for utility), so two sets never share ids — ids pick
+    each image's seed and label its grid cell."""
     path = Path(spec.path)
     if path.is_dir():
         raise InputError(f"prompt file '{path}' is a folder — give a prompt file (.csv, .jsonl, .json or .txt)")
@@ -205,6 +207,8 @@ def load_prompt_set(spec: PromptSet, warn: Callable[[str], None] | None = None) 
         raise InputError(f"prompt file '{path}' is not UTF-8 text — convert it or point to the right file") from None
     except csv.Error as err:
         raise InputError(f"prompt file '{path}' is not a readable CSV ({err}) — fix the file") from None
+    if id_prefix != "p":
+        prompts = [replace(q, id=f"{id_prefix}{i:05d}") if q.id == f"p{i:05d}" else q for i, q in enumerate(prompts)]
     if spec.use_file_seeds and not any(p.seed is not None for p in prompts):
         raise InputError(f"prompt file '{path}': use_file_seeds is set but the file gives no per-prompt seed "
                          f"(columns {', '.join(SEED_COLUMNS)}) — drop use_file_seeds or use a file with seeds")
@@ -224,6 +228,20 @@ def load_prompt_set(spec: PromptSet, warn: Callable[[str], None] | None = None) 
     if not prompts:
         raise InputError(f"prompt file '{path}': no prompts left after filtering — check 'tags'/'categories'")
     return prompts
+
+
+def distinct_ids(harmful: list[Prompt], utility: list[Prompt],
+                 warn: Callable[[str], None] | None = None) -> list[Prompt]:
+    """The utility set with ids the harmful set also uses (files with their own id columns, say
+    both numbered from 1) renamed `u:<id>`, so that no two prompts share a seed."""
+    taken = {p.id for p in harmful}
+    clashes = [p.id for p in utility if p.id in taken]
+    if not clashes:
+        return utility
+    if warn is not None:
+        warn(f"{len(clashes)} utility prompt id(s) are also harmful prompt ids (e.g. '{clashes[0]}'); "
+             "the utility ones are read as 'u:<id>' so that each prompt gets its own seed")
+    return [replace(p, id=f"u:{p.id}") if p.id in taken else p for p in utility]
 
 
 def list_reference_images(folder: str | Path) -> list[Path]:

@@ -124,3 +124,23 @@ def test_file_seeds_asked_of_a_file_without_seeds_are_refused(tmp_path):
     f.write_text("prompt\na\nb\n")
     with pytest.raises(InputError, match="use_file_seeds is set but the file gives no per-prompt seed"):
         _load(f, use_file_seeds=True)
+
+
+def test_ids_carry_their_set_and_never_collide_across_sets(tmp_path):
+    from spqr_fast.prompts import distinct_ids
+
+    harm_txt, util_txt = tmp_path / "h.txt", tmp_path / "u.txt"
+    harm_txt.write_text("a\nb\n")
+    util_txt.write_text("c\nd\n")
+    harmful = load_prompt_set(PromptSet(path=str(harm_txt)), id_prefix="h")
+    utility = load_prompt_set(PromptSet(path=str(util_txt), limit=1), id_prefix="u")
+    assert [p.id for p in harmful] == ["h00000", "h00001"] and [p.id for p in utility] == ["u00000"]
+    assert [p.id for p in _load(harm_txt)] == ["p00000", "p00001"]  # outside an eval: the generic prefix
+    # files with their own ids, both numbered from 1: the utility clash is renamed, with a warning
+    h_csv, u_csv = tmp_path / "h.csv", tmp_path / "u.csv"
+    h_csv.write_text("id,prompt\n1,x\n2,y\n")
+    u_csv.write_text("id,prompt\n2,z\n3,w\n")
+    heard = []
+    utility = distinct_ids(_load(h_csv), _load(u_csv), heard.append)
+    assert [p.id for p in utility] == ["u:2", "3"] and "'2'" in heard[0]
+    assert distinct_ids(harmful, utility) is utility  # nothing to rename: the same list back
