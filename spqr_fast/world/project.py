@@ -68,6 +68,9 @@ def _esd_folder(src: Path, patch: Path, out: Path) -> None:
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import load_file
 
+    from ..runtime import quiet_library_progress
+
+    quiet_library_progress()  # diffusers' own loading bar would interleave with ours
     pipe = StableDiffusionPipeline.from_pretrained(str(src), local_files_only=True)
     pipe.unet.load_state_dict(load_file(str(patch)), strict=False)
     pipe.save_pretrained(out)
