@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .provenance import environment
@@ -91,7 +92,7 @@ def run_doctor(console: Console, config: Path | None) -> bool:
         table.add_row(name, ver or "not installed", "✓" if ver else "·")
     config_rows = _config_rows(config) if config is not None else []
     for name, value, ok in _hardware_rows() + config_rows:
-        table.add_row(name, value, "✓" if ok else "✗")
+        table.add_row(name, escape(value), "✓" if ok else "✗")  # "[gpu]" is text, not Rich markup
     console.print(table)
     missing_config = [r for r in config_rows if not r[2]]
     if missing_config:

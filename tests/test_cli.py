@@ -75,3 +75,16 @@ def test_generate_on_onnx_runtime_then_resume_from_the_store(demo_project, tmp_p
     assert listed.returncode == 0 and json.loads(listed.stdout)[0]["valid"] is True
     cleared = _run("engines", "clear", env=env)
     assert "removed 1 artefact" in cleared.stdout
+
+
+def test_doctor_names_the_extra_to_install_literally():
+    """Rich markup once ate '[gpu]' and '[tensorrt]' out of the install hints."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "spqr_fast.cli", "doctor"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "250"})
+    text = proc.stdout + proc.stderr
+    assert "pip install 'spqr-fast' " not in text
+    assert "'spqr-fast[gpu]'" in text or "CUDAExecutionProvider, " in text  # the hint, or the provider is there
