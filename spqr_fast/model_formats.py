@@ -58,6 +58,8 @@ def read_weight_file(path: Path, *, trust_pickle: bool = False) -> WeightFile:
             raise PickleRefused("it is a pickle holding more than tensors (training arguments, say), and unpickling "
                                 "can run any code the file names") from None
         try:
+            # Reached only with `trust_pickle` (`spqr-fast convert --trust-pickle`, which states the risk);
+            # model loading for eval/generate never passes it.
             raw = torch.load(str(path), map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot unpickle it ({_first_line(err)})") from None

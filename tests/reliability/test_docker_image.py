@@ -21,9 +21,9 @@ def _engine() -> str | None:
 
 
 def test_the_cpu_image_builds_and_agrees_with_the_host():
-    reason = _engine()
-    if reason:
-        pytest.skip(reason)
+    why_not = _engine()
+    if why_not:
+        pytest.skip(f"the image test needs a Docker engine: {why_not}")
     proc = subprocess.run(["make", "--no-print-directory", "docker-test"], cwd=ROOT, capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
