@@ -28,13 +28,16 @@ make --no-print-directory docker-build-cpu >"$work/build.log" 2>&1 || { tail -30
 echo "built in $(( $(date +%s) - start )) s; image $(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.2f GB", $1/1e9}')"
 
 step "--help and doctor"
-run --help | grep -q "SPQR benchmark"
-run doctor | tee "$work/doctor.txt" | grep -q onnxruntime
+# outputs are captured first: `cmd | grep -q` can kill cmd with SIGPIPE, which pipefail reports
+expect() { printf '%s\n' "$1" | grep -q -- "$2" || { echo "expected '$2' in: $1"; exit 1; }; }
+expect "$(run --help)" "SPQR benchmark"
+expect "$(run doctor)" onnxruntime
 
 step "init and score"
-run init /out/proj | grep -q "wrote /out/proj/spqr.yaml"
+expect "$(run init /out/proj)" "wrote /out/proj/spqr.yaml"
 printf 'model,h_before,h_after,clip_score,fid\nA,1,2,0.3,10\nB,2,2,0.2,20\n' > "$work/m.csv"
-run score /out/m.csv --json | "$PY" -c 'import json,sys; assert [r["model"] for r in json.load(sys.stdin)] == ["A", "B"]'
+scores=$(run score /out/m.csv --json)
+printf '%s' "$scores" | "$PY" -c 'import json,sys; assert [r["model"] for r in json.load(sys.stdin)] == ["A", "B"]'
 
 step "a small eval inside and outside the container"
 "$PY" docker/small_config.py "$work/proj/spqr.yaml" "$work/proj/small.yaml"

@@ -7,47 +7,19 @@ and writes safetensors (no pickle) plus `<out>.card.json` naming the source file
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from . import __version__
 from .errors import InputError
-from .model_formats import PickleRefused, layout, ldm_unet_to_diffusers, read_weight_file, unet_tensors
+from .model_formats import (PickleRefused, base_unet_config, base_unet_shapes, compare_unet_keys, layout,
+                            ldm_unet_to_diffusers, read_weight_file, unet_tensors)
 
 READABLE = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
 
 
 def card_path(out: Path) -> Path:
     return out.with_name(out.stem + ".card.json")
-
-
-def base_unet_config(base: Path) -> dict:
-    path = Path(base) / "unet" / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"base '{base}' has no unet/config.json — give a diffusers pipeline folder") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"'{path}' is not valid JSON ({err.msg}, line {err.lineno}) — restore the base folder") from None
-
-
-def base_unet_shapes(base: Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor name and shape of the base's UNet, from its config alone (built on the meta
-    device: no weights are read, so this is instant even for SD 1.5)."""
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    config = base_unet_config(base)
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(config)
-    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
-
-
-def compare_with_base(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> dict:
-    """Missing, unexpected and wrongly shaped keys of a diffusers-layout UNet state dict."""
-    return {"missing": sorted(set(shapes) - set(tensors)), "unexpected": sorted(set(tensors) - set(shapes)),
-            "shape_mismatch": sorted(k for k in set(tensors) & set(shapes) if tuple(tensors[k].shape) != shapes[k])}
 
 
 def convert_checkpoint(src: Path, out: Path, *, base: Path | None = None, trust_pickle: bool = False) -> dict:
@@ -86,7 +58,7 @@ def convert_checkpoint(src: Path, out: Path, *, base: Path | None = None, trust_
         tensors, load_format = {k.removeprefix("unet."): v for k, v in found.tensors.items()}, "unet_state_dict"
     check = None
     if base is not None and load_format == "unet_state_dict":
-        check = compare_with_base(tensors, base_unet_shapes(base))
+        check = compare_unet_keys(tensors, base_unet_shapes(base))
         if check["unexpected"] or check["shape_mismatch"]:
             bad = (check["unexpected"] or check["shape_mismatch"])[0]
             raise InputError(f"'{src}': {len(check['unexpected'])} keys are not in the base UNet and "

@@ -9,10 +9,13 @@ key (so partial releases convert too); `spqr-fast convert` and model loading bot
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import InputError
 
 LDM_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 LDM_VAE_PREFIX = "first_stage_model."
@@ -174,3 +177,31 @@ def unet_tensors(tensors: Mapping, keys_layout: str) -> dict:
     if keys_layout != "ldm_full":
         return dict(tensors)
     return {k: v for k, v in tensors.items() if k.startswith(LDM_PREFIXES)}
+
+
+def base_unet_config(base: Path) -> dict:
+    path = Path(base) / "unet" / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"base '{base}' has no unet/config.json — give a diffusers pipeline folder") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"'{path}' is not valid JSON ({err.msg}, line {err.lineno}) — restore the base folder") from None
+
+
+def base_unet_shapes(base: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor name and shape of the base's UNet, from its config alone (built on the meta
+    device: no weights are read, so this is instant even for SD 1.5)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    config = base_unet_config(base)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+
+
+def compare_unet_keys(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """Missing, unexpected and wrongly shaped keys of a diffusers-layout UNet state dict."""
+    return {"missing": sorted(set(shapes) - set(tensors)), "unexpected": sorted(set(tensors) - set(shapes)),
+            "shape_mismatch": sorted(k for k in set(tensors) & set(shapes) if tuple(tensors[k].shape) != shapes[k])}

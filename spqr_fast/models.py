@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .config import ModelSource
 from .errors import ModelLoadError
-from .model_formats import PickleRefused, WeightFile, layout, ldm_unet_to_diffusers, read_weight_file, unet_tensors
+from .model_formats import (PickleRefused, WeightFile, base_unet_config, base_unet_shapes, compare_unet_keys, layout,
+                            ldm_unet_to_diffusers, read_weight_file, unet_tensors)
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".ckpt", ".pt", ".pth"}
 
@@ -116,7 +117,7 @@ def _read_release(path: Path) -> WeightFile:
         return read_weight_file(path)
     except PickleRefused as err:
         raise ModelLoadError(f"cannot read weights file '{path}': {err} — convert it once, where you trust it: "
-                             f"`spqr-fast convert {path} --out FILE.safetensors --trust-pickle [--base DIR]`") from None
+                             "`spqr-fast convert FILE --out NEW.safetensors --trust-pickle [--base DIR]`") from None
     except ValueError as err:
         raise ModelLoadError(f"cannot read weights file '{path}': {err}") from None
 
@@ -183,8 +184,6 @@ def _require_base(src: ModelSource) -> str:
 def unet_release(path: Path, base: str) -> tuple[dict, str]:
     """A UNet release's tensors under diffusers' names ('unet.' prefix dropped, original layout
     renamed through the base's UNet config), and the layout it came in."""
-    from .convert import base_unet_config
-
     found = _read_release(path)
     keys_layout = layout(found.tensors)
     if keys_layout == "ldm_full":
@@ -200,8 +199,8 @@ def check_unet_keys(state_dict: dict, shapes: dict[str, tuple[int, ...]], *, all
                     source: str) -> tuple[list[str], list[str]]:
     """Refuse unexpected or wrongly shaped keys, and missing ones unless the release is declared
     partial; returns (missing, unexpected)."""
-    missing = sorted(set(shapes) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(shapes))
+    found = compare_unet_keys(state_dict, shapes)
+    missing, unexpected = found["missing"], found["unexpected"]
     if unexpected:
         raise ModelLoadError(
             f"'{source}': {len(unexpected)} keys do not belong to the base UNet (e.g. {unexpected[0]}) — wrong base model or file"
@@ -211,9 +210,8 @@ def check_unet_keys(state_dict: dict, shapes: dict[str, tuple[int, ...]], *, all
             f"'{source}': {len(missing)} UNet keys missing (e.g. {missing[0]}) — if the release holds only some layers, "
             "set allow_missing_keys: true (CLI: --allow-missing-keys)"
         )
-    shape_bad = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(shapes[k])]
-    if shape_bad:
-        raise ModelLoadError(f"'{source}': shape mismatch for {shape_bad[0]} — wrong base model")
+    if found["shape_mismatch"]:
+        raise ModelLoadError(f"'{source}': shape mismatch for {found['shape_mismatch'][0]} — wrong base model")
     return missing, unexpected
 
 
@@ -252,8 +250,6 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise ModelLoadError(f"cannot load single-file checkpoint '{src.path}': {str(err).splitlines()[0]}") from None
     else:
-        from .convert import base_unet_shapes
-
         base = _require_base(src)
         tensors, report.layout = unet_release(Path(src.path), base)  # type: ignore[arg-type]
         # the keys are checked against the base's UNet config before the base pipeline loads

@@ -128,7 +128,7 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], str]] = {
                                                               {"a.png": b"not a png"})), "unreadable images"),
     # weights files
     "model-pickle-with-namespace": (lambda c: c.eval(c.cfg(_set("models.1.model.path", str(_namespace_pickle(c))))),
-                                    "never unpickles"),
+                                    "unpickling can run any code"),
     "model-corrupt-safetensors": (lambda c: c.eval(c.cfg(_set("models.1.model.path", str(
         c.file("u.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage"))))), "weights file"),
     "model-folder-without-index": (lambda c: c.eval(c.cfg(_set("models.0.model.path", str(c.tmp)))),
