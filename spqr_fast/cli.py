@@ -476,7 +476,12 @@ def export_cmd(source, precision: str, opset, build_engines: bool, attention: st
     src = source
     device = "cuda" if precision == "fp16" or build_engines else "cpu"
     attention = "plain" if build_engines else attention  # TensorRT parses standard ONNX ops only
-    exported = export_onnx(src, out_dir, precision=precision, opset=opset, device=device, attention=attention)
+    from .library_warnings import LOG, warnings_to_log
+
+    with warnings_to_log(out_dir) as library_warnings:
+        exported = export_onnx(src, out_dir, precision=precision, opset=opset, device=device, attention=attention)
+    if library_warnings:
+        click.echo(f"{len(library_warnings)} exporter warning(s) logged to {out_dir / LOG}")
     cache = ArtefactCache(out_dir.parent)
     cache.seal(out_dir, onnx_key_inputs(source_hash(src, FileHasher(None)), precision, opset, attention),
                {"source": src.model_dump(), "attention_exported": exported})
@@ -516,12 +521,14 @@ def engines_list(root: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(entries, indent=1, default=str))
         return
     table = Table(title=f"artefacts in {cache.root}")
-    for col in ("kind", "key", "component", "precision", "MiB", "valid"):
-        table.add_column(col)
+    for col in ("kind", "key", "model", "component", "precision", "built", "MiB", "valid"):
+        table.add_column(col, overflow="fold")
     for e in entries:
         inputs = e.get("inputs", {})
-        table.add_row(e["kind"], e["key"], str(inputs.get("component", "")), str(inputs.get("precision", "")),
-                      f"{e['bytes'] / 2**20:.1f}", "yes" if e["valid"] else f"no: {e['problem']}")
+        component = inputs.get("component") or ("pipeline" if "parts" in inputs else "")
+        table.add_row(e["kind"], e["key"][:12], e["model"], str(component), str(inputs.get("precision", "")),
+                      e["built_at"][:16].replace("T", " "), f"{e['bytes'] / 2**20:.1f}",
+                      "yes" if e["valid"] else f"no: {e['problem']}")
     _stdout_console().print(table)
 
 

@@ -156,7 +156,7 @@ class Evaluator:
                 task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
                                          completed=len(stage_items) - todo, unit="img")
                 if todo:
-                    load_reports[(st.model, st.stage)] = dict(generator.load(st))
+                    load_reports[(st.model, st.stage)] = dict(generator.load(st, todo))
                     generator.run(st, stage_items, on_batch=lambda n, task=task: progress.advance(task, n))
                     load_reports[(st.model, st.stage)]["memory_after_stage"] = memory_snapshot()
         return load_reports

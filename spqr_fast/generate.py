@@ -36,7 +36,8 @@ def generate_images(src: ModelSource, prompts: list[Prompt], gen: GenerationConf
     if todo:
         pipe, _ = load_pipeline(src, device=device, dtype=gen.dtype)
         resolver = BackendResolver(backend, hasher, log=lambda m: console.print(escape(m)))
-        components, report = resolver.resolve(src, pipe, height=gen.height, width=gen.width)
+        components, report = resolver.resolve(src, pipe, height=gen.height, width=gen.width,
+                                              planned=(len(todo), gen.steps))
         chosen = report["chosen"]
         sampler = DiffusionSampler(components, steps=gen.steps, height=gen.height, width=gen.width,
                                    negative_prompt=gen.negative_prompt, batch_invariant=gen.batch_invariant)

@@ -69,6 +69,61 @@ def source_hash(src: ModelSource, hasher: FileHasher) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def component_hashes(src: ModelSource, hasher: FileHasher) -> dict[str, str]:
+    """Per exported component, a hash of what determines its weights. Erasure releases and BFT
+    (LoRA, UNet patches) change only the UNet, so a UNet release's or a fine-tuned model's text
+    encoder and VAE hash as their base's and their exported graphs are shared. Where the source
+    cannot be told apart cheaply (a whole-model file, a torch-pickle UNet file), every component
+    takes the whole source's hash: never shared, never wrong. "source" is the whole source's hash."""
+    whole = source_hash(src, hasher)
+    every = {"text_encoder": whole, "unet": whole, "vae_decoder": whole, "source": whole}
+    path = Path(src.path)  # type: ignore[arg-type]
+    folder: Path | None = None
+    if path.is_dir():
+        folder = path
+    elif src.base is not None and (src.format == "unet_state_dict" or (
+            src.format == "auto" and path.suffix == ".safetensors" and layout(_file_keys(path)) != "ldm_full")):
+        folder = Path(src.base)
+    if folder is None or not (folder / "text_encoder").is_dir() or not (folder / "vae").is_dir():
+        return every
+    text_encoder = _component_hash(folder / "text_encoder", hasher)
+    if src.lora is not None and _lora_touches_text_encoder(Path(src.lora)):
+        text_encoder = hashlib.sha256(f"{text_encoder}|{whole}".encode()).hexdigest()
+    return {**every, "text_encoder": text_encoder, "vae_decoder": _component_hash(folder / "vae", hasher)}
+
+
+def _component_hash(folder: Path, hasher: FileHasher) -> str:
+    """A component folder's weights and configuration; config keys starting with '_' (where it
+    was loaded from, the library version) are bookkeeping, so a re-saved copy hashes the same."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(str(f.relative_to(folder)).encode())
+        if f.suffix == ".json":
+            try:
+                data = json.loads(f.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                data = None
+            if isinstance(data, dict):
+                h.update(json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, sort_keys=True).encode())
+                continue
+        h.update(hasher.file(f).encode())
+    return h.hexdigest()
+
+
+def _lora_touches_text_encoder(folder: Path) -> bool:
+    """Whether a LoRA folder's weights adapt the text encoder too (read from key names only)."""
+    from safetensors import safe_open
+
+    for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                if any(k.startswith(("text_encoder", "lora_te")) for k in fh.keys()):
+                    return True
+        except Exception:  # noqa: BLE001 - unreadable: assume it does (never share wrongly)
+            return True
+    return False
+
+
 @dataclass
 class LoadReport:
     format: str

@@ -1,6 +1,7 @@
 """Export through Optimum, ONNX Runtime parity, the artefact cache, and backend fallback."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from spqr_fast.backends.selection import MachineOffer, plan_candidates
 from spqr_fast.backends.torch_backend import TorchComponents
 from spqr_fast.config import BackendConfig, ModelSource
 from spqr_fast.export.cache import ArtefactCache
-from spqr_fast.export.onnx_export import cached_onnx_export, onnx_key_inputs
+from spqr_fast.export.onnx_export import cached_onnx_export, onnx_key_inputs, part_key_inputs
 from spqr_fast.models import FileHasher, load_pipeline, source_hash
 from spqr_fast.sampling.sampler import DiffusionSampler
 
@@ -77,16 +78,45 @@ def test_cache_keys_change_with_each_keyed_input_and_only_then(tmp_path):
 
 def test_a_corrupt_artefact_is_rebuilt_not_trusted(lora_source, exported):
     cache, folder = exported
-    assert cache.valid(folder) == (True, "")
-    onnx = folder / "unet" / "model.onnx"
+    part = (folder / "unet").resolve().parent  # the pipeline folder links to its component artefacts
+    assert cache.valid(folder) == (True, "") and cache.valid(part) == (True, "")
+    onnx = part / "unet" / "model.onnx"
     good = onnx.read_bytes()
     onnx.write_bytes(good[:-100])
-    ok, why = cache.valid(folder)
+    ok, why = cache.valid(part)
     assert not ok and "unet/model.onnx does not match its manifest" in why
     log = []
     again = cached_onnx_export(lora_source, cache, FileHasher(None), log=log.append)
-    assert again == folder and cache.valid(folder)[0] and "rebuilding" in log[0]
-    assert [e["valid"] for e in cache.entries()] == [True]
+    assert again == folder and cache.valid(part)[0] and "rebuilding" in log[0]
+    assert [e["valid"] for e in cache.entries()] == [True] * 4  # three components and the pipeline folder
+    assert (folder / "unet" / "model.onnx").read_bytes() != good[:-100]
+
+
+def test_a_changed_file_of_the_same_size_is_caught_and_deep_checks_hash_everything(tmp_path):
+    cache = ArtefactCache(tmp_path)
+    built = cache.get_or_build("onnx", {"k": 2}, lambda folder: (folder / "m.onnx").write_bytes(b"abcd") and None)
+    sealed = (built / "m.onnx").stat().st_mtime_ns
+    (built / "m.onnx").write_bytes(b"abce")  # same size; a later modification time
+    os.utime(built / "m.onnx", ns=(sealed + 10**9, sealed + 10**9))
+    assert cache.valid(built)[0] is False
+    (built / "m.onnx").write_bytes(b"abcd")
+    assert cache.valid(built) == (True, "") and cache.valid(built, deep=True) == (True, "")
+
+
+def test_a_fine_tuned_model_exports_only_its_unet(demo_project, lora_source, tmp_path):
+    """BFT and erasure change the UNet only: text encoder and VAE graphs are shared with the
+    model they came from, and the second pipeline folder links to the first one's."""
+    cache = ArtefactCache(tmp_path)
+    plain = ModelSource(path=lora_source.path)
+    log = []
+    first = cached_onnx_export(plain, cache, FileHasher(None), log=log.append)
+    assert sum(line.startswith("exporting ") for line in log) == 3
+    log.clear()
+    second = cached_onnx_export(lora_source, cache, FileHasher(None), log=log.append)
+    assert [line.split()[1] for line in log if line.startswith("exporting ")] == ["unet"]
+    for component in ("text_encoder", "vae_decoder"):
+        assert (first / component).resolve() == (second / component).resolve()
+    assert (first / "unet").resolve() != (second / "unet").resolve()
 
 
 @pytest.mark.parametrize("requested,offer,expected,skipped", [
@@ -130,6 +160,50 @@ def test_failing_parity_gate_falls_back_to_torch_and_says_so(lora_source, export
     assert report["chosen"] == "ort-cpu" and report["parity"]["passed"]
 
 
+def test_auto_builds_only_when_the_export_pays_for_itself(demo_project, tmp_path):
+    """A stage that needs a handful of images keeps eager torch and says why; a large stage
+    exports; an explicit `ort` request builds regardless."""
+    src = ModelSource(path=str(demo_project.parent / "models" / "base"))
+    pipe, _ = load_pipeline(src)
+    log = []
+    auto = BackendResolver(BackendConfig(kind="auto", cache_root=str(tmp_path)), FileHasher(None), log=log.append,
+                           offer=CPU_ONLY)
+    _, report = auto.resolve(src, pipe, height=32, width=32, label="base", planned=(1, 1))
+    assert report["chosen"] == "torch" and not list(tmp_path.glob("onnx-part/*"))
+    decision = report["build_decisions"][0]
+    assert decision["build"] is False and set(decision["components"]) == {"text_encoder", "unet", "vae_decoder"}
+    assert any("backend ort-cpu skipped for base: not worth building: exporting text_encoder, unet, vae_decoder"
+               in line for line in log)
+    assert log[-1] == "backend for base: torch"
+    _, report = auto.resolve(src, pipe, height=32, width=32, label="base", planned=(10**6, 50))
+    assert report["chosen"] == "ort-cpu" and report["build_decisions"][0]["build"] is True
+    assert log[-1].startswith("backend for base: ort-cpu (parity: relative error")
+    _, report = auto.resolve(src, pipe, height=32, width=32, planned=(1, 1))  # exported now: nothing to weigh
+    assert report["chosen"] == "ort-cpu" and "build_decisions" not in report
+    other = ModelSource(path=str(demo_project.parent / "models" / "esd"))
+    explicit = BackendResolver(BackendConfig(kind="ort", cache_root=str(tmp_path)), FileHasher(None), log=log.append,
+                               offer=CPU_ONLY)
+    _, report = explicit.resolve(other, load_pipeline(other)[0], height=32, width=32, planned=(1, 1))
+    assert report["chosen"] == "ort-cpu" and "build_decisions" not in report
+
+
+def test_build_decision_arithmetic(tmp_path):
+    from spqr_fast.backends.build_cost import EXPORT_OVERHEAD_S, EXPORT_S_PER_PARAM, decide, export_rate
+
+    d = decide("ort-cpu", images=100, steps=50, parity_steps=3, step_seconds=2.0,
+               components={"unet": 860_000_000}, cache_root=tmp_path)
+    export = EXPORT_OVERHEAD_S + 860e6 * EXPORT_S_PER_PARAM + 2 * 3 * 2.0
+    assert d.export_seconds == round(export, 1) and d.saved_seconds == round(100 * 50 * 2.0 * (1 - 1 / 1.6), 1)
+    assert d.build and "exporting unet" in d.reason() and "100 images" in d.reason()
+    assert not decide("ort-cpu", images=2, steps=3, parity_steps=3, step_seconds=2.0,
+                      components={"unet": 860_000_000}, cache_root=tmp_path).build
+    part = tmp_path / "onnx-part" / "k"  # earlier exports on this machine replace the reference rate
+    part.mkdir(parents=True)
+    (part / "manifest.json").write_text(json.dumps({"parameters": 100_000_000, "build_seconds": 23.0}))
+    rate, where = export_rate(tmp_path)
+    assert rate == pytest.approx(20.0 / 1e8) and "1 earlier export" in where
+
+
 def test_broken_export_falls_back_to_torch(demo_project, tmp_path):
     src = ModelSource(path=str(demo_project.parent / "models" / "base"))
     log = []
@@ -167,8 +241,9 @@ def test_fused_attention_export_uses_ort_multihead_attention_and_matches_torch(l
     graph = onnx.load(str(folder / "unet" / "model.onnx"), load_external_data=False).graph
     ops = {n.op_type for n in graph.node}
     assert "MultiHeadAttention" in ops and "Softmax" not in ops
-    plain = cache.folder("onnx", onnx_key_inputs(source_hash(lora_source, FileHasher(None)), "fp32", None, "plain"))
-    assert plain != folder  # the attention variant is part of the cache key
+    unet_hash = source_hash(lora_source, FileHasher(None))
+    plain = cache.folder("onnx-part", part_key_inputs("unet", unet_hash, "fp32", None, "plain"))
+    assert plain != (folder / "unet").resolve().parent  # the attention variant is part of the cache key
     pipe, _ = load_pipeline(lora_source)
     parity = check_parity(TorchComponents(pipe), OrtComponents(folder, ["CPUExecutionProvider"]), height=64, width=64,
                           steps=3, tolerance=1e-4)

@@ -72,9 +72,13 @@ def test_generate_on_onnx_runtime_then_resume_from_the_store(demo_project, tmp_p
     again = _run(*args, env=env)
     assert "4 images (0 new, backend cached)" in again.stderr
     listed = _run("engines", "list", "--json", env=env)
-    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["valid"] is True
+    entries = json.loads(listed.stdout)
+    assert listed.returncode == 0 and [e["valid"] for e in entries] == [True] * 4  # 3 components + pipeline
+    assert {e["model"] for e in entries} == {"base"} and all(e["built_at"].startswith("20") for e in entries)
+    table = _run("engines", "list", env={**env, "COLUMNS": "160"})
+    assert "base" in table.stdout and "text_encoder" in table.stdout and "pipeline" in table.stdout
     cleared = _run("engines", "clear", env=env)
-    assert "removed 1 artefact" in cleared.stdout
+    assert "removed 4 artefact" in cleared.stdout
 
 
 def test_doctor_names_the_extra_to_install_literally():

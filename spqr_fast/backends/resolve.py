@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import BackendConfig, ModelSource
 from ..export.cache import ArtefactCache
-from ..export.onnx_export import cached_onnx_export
+from ..export.onnx_export import cached_onnx_export, missing_components
 from ..models import FileHasher
 from .parity import check_parity
 from .selection import ORT_PROVIDERS, MachineOffer, detect_offer, plan_candidates
@@ -41,11 +41,18 @@ class BackendResolver:
             self._sessions[key] = OrtComponents(folder, providers)
         return self._sessions[key]
 
-    def _build(self, candidate: str, src: ModelSource, precision: str, device: str, height: int, width: int):
+    @staticmethod
+    def _attention(candidate: str, cfg: BackendConfig) -> str:
         # ONNX Runtime gets fused attention (its contrib op); TensorRT parses only standard ops.
-        attention = self.cfg.ort_attention if candidate.startswith("ort-") else "plain"
+        return cfg.ort_attention if candidate.startswith("ort-") else "plain"
+
+    def _build(self, candidate: str, src: ModelSource, precision: str, device: str, height: int, width: int,
+               torch_pipe=None):
+        # the reference pipeline is lent to the exporter when it is what the export loads anyway
+        lend = torch_pipe if precision == "fp32" and device == "cpu" else None
         folder = cached_onnx_export(src, self.cache, self.hasher, precision=precision, opset=self.cfg.opset,
-                                    device=device, attention=attention, log=self.log)
+                                    device=device, attention=self._attention(candidate, self.cfg), log=self.log,
+                                    loaded=lend)
         if candidate.startswith("ort-"):
             return self._ort(folder, ORT_PROVIDERS[candidate])
         return self._tensorrt(folder, precision, height, width)
@@ -66,14 +73,19 @@ class BackendResolver:
             def build(target: Path, component: str = component) -> dict:
                 build_engine(folder / component / "model.onnx", target / "model.engine", recipe["profiles"][component],
                              fp16=precision == "fp16", workspace_gib=recipe.get("workspace_gib", 4))
-                return {"recipe": recipe["family"]}
+                return {"recipe": recipe["family"], "model": str(folder)}
 
             target = self.cache.get_or_build("tensorrt", inputs, build, label="TensorRT engine", log=self.log)
             engines[component] = target / "model.engine"
         return TrtComponents(info, engines)
 
-    def resolve(self, src: ModelSource, torch_pipe, *, height: int, width: int, label: str = ""):
-        """(components, report) for generating with `src`; `torch_pipe` is the reference."""
+    def resolve(self, src: ModelSource, torch_pipe, *, height: int, width: int, label: str = "",
+                planned: tuple[int, int] | None = None, earlier: str | None = None):
+        """(components, report) for generating with `src`; `torch_pipe` is the reference.
+        `planned` = (images the stage needs, steps per image): with `backend: auto`, an
+        accelerated backend whose export would cost more than it saves on them is not built.
+        `earlier` is the backend an interrupted run chose for this stage: it is tried first, so
+        a resumed stage's images all come from one backend."""
         reference = TorchComponents(torch_pipe)
         device = reference.device.type
         precision = "fp16" if str(reference.dtype) == "torch.float16" else "fp32"
@@ -82,12 +94,33 @@ class BackendResolver:
         report = {"requested": self.cfg.kind, "precision": precision, "skipped": [], "parity": None}
         for name, reason in skipped:
             self._skip(report, label, name, reason)
+        if earlier in tryable and earlier != tryable[0]:
+            for name in tryable[:tryable.index(earlier)]:
+                self._skip(report, label, name, f"the interrupted run this one resumes chose {earlier}", per_model=True)
+            tryable = tryable[tryable.index(earlier):]
+        step_seconds = None
         for candidate in tryable:
             if candidate == "torch":
                 report["chosen"] = "torch"
+                self._chose(label, report)
                 return reference, report
+            if self.cfg.kind == "auto" and planned is not None and earlier is None:
+                missing = missing_components(src, self.cache, self.hasher, torch_pipe, precision=precision,
+                                             opset=self.cfg.opset, attention=self._attention(candidate, self.cfg))
+                if missing:
+                    from .build_cost import decide, time_unet_step
+
+                    step_seconds = step_seconds or time_unet_step(torch_pipe, height, width)
+                    decision = decide(candidate, images=planned[0], steps=planned[1],
+                                      parity_steps=self.cfg.parity_steps, step_seconds=step_seconds,
+                                      components=missing, cache_root=self.cache.root)
+                    report.setdefault("build_decisions", []).append(decision.as_dict())
+                    if not decision.build:
+                        self._skip(report, label, candidate, f"not worth building: {decision.reason()}", per_model=True)
+                        continue
+                    self.log(f"backend {candidate}{f' for {label}' if label else ''}: {decision.reason()}")
             try:
-                components = self._build(candidate, src, precision, device, height, width)
+                components = self._build(candidate, src, precision, device, height, width, torch_pipe)
             except Exception as err:  # noqa: BLE001 - any failure means: try the next backend
                 why = str(err).splitlines()[0] if str(err) else type(err).__name__
                 self._skip(report, label, candidate, f"build failed: {why}", per_model=True)
@@ -99,8 +132,16 @@ class BackendResolver:
                 continue
             report.update(chosen=candidate, parity=parity.as_dict(),
                           providers=getattr(components, "providers", None))
+            self._chose(label, report)
             return components, report
         raise AssertionError("torch is always a candidate")
+
+    def _chose(self, label: str, report: dict) -> None:
+        """One line per stage naming the backend it runs on, with the parity that admitted it."""
+        parity = report.get("parity") or {}
+        worst = max((parity.get(k, 0.0) for k in ("text_error", "unet_error", "decode_error")), default=0.0)
+        detail = f" (parity: relative error {worst:.1e} ≤ {parity['tolerance']:.0e})" if parity else ""
+        self.log(f"backend for {label or 'this model'}: {report['chosen']}{detail}")
 
     def _skip(self, report: dict, label: str, name: str, reason: str, per_model: bool = False) -> None:
         """Recorded for every stage; logged once per run for machine-wide reasons, per model for

@@ -1,25 +1,30 @@
-"""Export a text-to-image model through Optimum to ONNX.
+"""Export a text-to-image model through Optimum to ONNX, one component at a time.
 
-The LoRA (or a BFT patch) is fused into the UNet in fp32 by `load_pipeline`, the fused pipeline
-is saved as a plain diffusers folder, and `optimum.exporters.onnx.main_export` exports text
-encoder, UNet and VAE decoder (external data when a graph passes 2 GB). The result loads in
-`optimum.onnxruntime.ORTStableDiffusionPipeline.from_pretrained(DIR)` as well as in spqr-fast.
+The LoRA (or a BFT patch) is fused into the UNet in fp32 by `load_pipeline`; Optimum's diffusion
+export configs (`get_diffusion_models_for_export`) and `export_models` then write text encoder,
+UNet and VAE decoder — the calls `main_export` makes, minus the VAE encoder that generation never
+uses (external data when a graph passes 2 GB). In the artefact cache each component is its own
+artefact keyed by the hash of its own weights: erasure releases and BFT change only the UNet, so
+the text encoder and VAE are exported once per base and every later stage exports its UNet
+alone. A pipeline folder (tokenizer, scheduler, model_index.json and links to its components)
+loads in `optimum.onnxruntime.ORTStableDiffusionPipeline.from_pretrained(DIR)` and in spqr-fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
+import os
+import time
 from importlib import metadata
 from pathlib import Path
 
 from ..config import ModelSource
 from ..errors import ModelLoadError, SpqrError
-from ..models import FileHasher, load_pipeline, source_hash
+from ..models import FileHasher, component_hashes, load_pipeline
 from .cache import ArtefactCache
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
-EXPORT_RECIPE = 2  # bump when what we hand the exporter changes (e.g. the fused-attention symbolic)
+EXPORT_RECIPE = 3  # bump when what we hand the exporter changes (3: one artefact per component)
 
 
 def _version(pkg: str) -> str | None:
@@ -70,44 +75,135 @@ def fused_attention(opset: int = 14):
         unregister_custom_op_symbolic("aten::scaled_dot_product_attention", opset)
 
 
-def onnx_key_inputs(weights_hash: str, precision: str, opset: int | None, attention: str = "plain") -> dict:
-    """Everything that determines the exported graphs."""
-    return {"weights": weights_hash, "component": "sd-pipeline", "precision": precision, "opset": opset,
+def part_key_inputs(component: str, weights_hash: str, precision: str, opset: int | None,
+                    attention: str = "plain") -> dict:
+    """Everything that determines one exported component's graph."""
+    return {"weights": weights_hash, "component": component, "precision": precision, "opset": opset,
             "attention": attention, "recipe": EXPORT_RECIPE,
-            "exporter": "optimum.main_export", "optimum": _version("optimum-onnx") or _version("optimum"),
+            "exporter": "optimum.export_models", "optimum": _version("optimum-onnx") or _version("optimum"),
             "onnx": _version("onnx"), "torch": _version("torch"), "onnxruntime": _version("onnxruntime")
             or _version("onnxruntime-gpu")}
 
 
-def export_onnx(src: ModelSource, out: Path, *, precision: str = "fp32", opset: int | None = None,
-                device: str = "cpu", attention: str = "plain") -> str:
-    """Write an ORTStableDiffusionPipeline folder for `src` to `out`; `attention="fused"` asks for
-    ONNX Runtime's MultiHeadAttention (see `fused_attention`). Returns the attention exported."""
-    from optimum.exporters.onnx import main_export
+def onnx_key_inputs(weights_hash: str, precision: str, opset: int | None, attention: str = "plain") -> dict:
+    """Everything that determines a whole exported folder (`spqr-fast export`)."""
+    return part_key_inputs("sd-pipeline", weights_hash, precision, opset, attention)
+
+
+def pipeline_key_inputs(parts: dict[str, str], source: str) -> dict:
+    """A cached pipeline folder: the keys of its component artefacts, and the source's hash for
+    the tokenizer and scheduler it carries."""
+    return {"parts": dict(sorted(parts.items())), "source": source, "recipe": EXPORT_RECIPE}
+
+
+def count_parameters(module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def export_components(pipe, out: Path, components: tuple[str, ...] = COMPONENTS, *, precision: str = "fp32",
+                      opset: int | None = None, device: str = "cpu", attention: str = "plain") -> None:
+    """Write `out/<component>/model.onnx` (+ config) for each named component of a loaded pipeline."""
+    import torch
+    from optimum.exporters.onnx import export_models
+    from optimum.exporters.utils import get_diffusion_models_for_export
 
     if precision == "fp16" and device != "cuda":
         raise SpqrError("fp16 export runs on a CUDA device (Optimum's requirement) — use --precision fp32 here")
+    if precision == "fp16" or device != "cpu":
+        pipe = pipe.to(device, torch.float16 if precision == "fp16" else torch.float32)
+    found = get_diffusion_models_for_export(pipe, float_dtype=precision)
+    chosen = {name: found[name] for name in components}
+    for name, (module, _) in chosen.items():
+        (module.save_config if hasattr(module, "save_config") else module.config.save_pretrained)(out / name)
+    patch = fused_attention() if attention == "fused" else contextlib.nullcontext()
+    try:
+        with patch:
+            export_models(chosen, output_dir=out, output_names=[f"{name}/model.onnx" for name in chosen],
+                          opset=opset, device=device, dtype=precision if precision == "fp16" else None)
+    except Exception as err:  # the exporter's errors are long; keep the first line
+        raise ModelLoadError(f"ONNX export of {', '.join(chosen)} failed: {str(err).splitlines()[0]}") from err
+
+
+def write_pipeline_files(pipe, out: Path) -> None:
+    """What a pipeline folder holds besides the graphs: tokenizer, scheduler, model_index.json."""
+    pipe.tokenizer.save_pretrained(out / "tokenizer")
+    pipe.scheduler.save_pretrained(out / "scheduler")
+    index = {"_class_name": "ORTStableDiffusionPipeline", "_diffusers_version": _version("diffusers"),
+             "requires_safety_checker": False}
+    for name, obj in (("tokenizer", pipe.tokenizer), ("scheduler", pipe.scheduler)):
+        index[name] = [obj.__class__.__module__.split(".")[0], obj.__class__.__name__]
+    for name in COMPONENTS:
+        index[name] = ["optimum", "ORTModel"]
+    import json
+
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def export_onnx(src: ModelSource, out: Path, *, precision: str = "fp32", opset: int | None = None,
+                device: str = "cpu", attention: str = "plain") -> str:
+    """Write a complete ORTStableDiffusionPipeline folder for `src` to `out` (no links);
+    `attention="fused"` asks for ONNX Runtime's MultiHeadAttention (see `fused_attention`).
+    Returns the attention exported."""
     pipe, _ = load_pipeline(src, device="cpu", dtype="fp32")  # fuse in fp32, export casts if asked
-    with tempfile.TemporaryDirectory(prefix="spqr-fused-") as tmp:
-        pipe.save_pretrained(tmp)
-        del pipe
-        patch = fused_attention() if attention == "fused" else contextlib.nullcontext()
-        try:
-            with patch:
-                main_export(tmp, output=str(out), task="text-to-image", opset=opset, device=device,
-                            dtype="fp16" if precision == "fp16" else None, do_validation=False)
-        except Exception as err:  # the exporter's errors are long; keep the first line
-            raise ModelLoadError(f"ONNX export of '{src.path}' failed: {str(err).splitlines()[0]}") from err
+    out.mkdir(parents=True, exist_ok=True)
+    write_pipeline_files(pipe, out)
+    export_components(pipe, out, precision=precision, opset=opset, device=device, attention=attention)
     return attention
 
 
+class _LazyPipeline:
+    """The fused fp32 pipeline, loaded the first time a component or pipeline file needs it."""
+
+    def __init__(self, src: ModelSource, loaded=None):
+        self.src, self._pipe = src, loaded
+
+    def get(self):
+        if self._pipe is None:
+            self._pipe, _ = load_pipeline(self.src, device="cpu", dtype="fp32")
+        return self._pipe
+
+
+def _module(pipe, component: str):
+    return getattr(pipe, "vae" if component == "vae_decoder" else component)
+
+
+def missing_components(src: ModelSource, cache: ArtefactCache, hasher: FileHasher, pipe, *, precision: str = "fp32",
+                       opset: int | None = None, attention: str = "plain") -> dict[str, int]:
+    """The components `cached_onnx_export` would have to export, with their parameter counts
+    (read from `pipe`, the loaded model)."""
+    hashes = component_hashes(src, hasher)
+    return {c: count_parameters(_module(pipe, c)) for c in COMPONENTS
+            if not cache.valid(cache.folder("onnx-part", part_key_inputs(c, hashes[c], precision, opset, attention)))[0]}
+
+
 def cached_onnx_export(src: ModelSource, cache: ArtefactCache, hasher: FileHasher, *, precision: str = "fp32",
-                       opset: int | None = None, device: str = "cpu", attention: str = "plain", log=print) -> Path:
-    """The exported folder from the cache, exporting (again) when it is missing or invalid."""
-    inputs = onnx_key_inputs(source_hash(src, hasher), precision, opset, attention)
+                       opset: int | None = None, device: str = "cpu", attention: str = "plain", log=print,
+                       loaded=None) -> Path:
+    """The pipeline folder for `src` from the cache, exporting only the components whose weights
+    were never exported (after BFT: the UNet alone). `loaded` may lend `src`'s pipeline already
+    loaded in fp32 on the CPU, saving a second copy in memory."""
+    hashes = component_hashes(src, hasher)
+    pipe = _LazyPipeline(src, loaded)
+    parts = {}
+    for component in COMPONENTS:
+        inputs = part_key_inputs(component, hashes[component], precision, opset, attention)
 
-    def build(folder: Path) -> dict:
-        exported = export_onnx(src, folder, precision=precision, opset=opset, device=device, attention=attention)
-        return {"source": src.model_dump(), "attention_exported": exported}
+        def build(folder: Path, component: str = component) -> dict:
+            started = time.perf_counter()
+            module = _module(pipe.get(), component)
+            log(f"exporting {component} ({count_parameters(module) / 1e6:,.1f} M parameters) to ONNX")
+            export_components(pipe.get(), folder, (component,), precision=precision, opset=opset, device=device,
+                              attention=attention)
+            return {"source": src.model_dump(), "attention_exported": attention,
+                    "parameters": count_parameters(module), "build_seconds": round(time.perf_counter() - started, 2)}
 
-    return cache.get_or_build("onnx", inputs, build, label="ONNX artefact", log=log)
+        parts[component] = cache.get_or_build("onnx-part", inputs, build, label=f"ONNX {component}", log=log)
+
+    def assemble(folder: Path) -> dict:
+        write_pipeline_files(pipe.get(), folder)
+        for component, part in parts.items():  # relative links: the cache root may move
+            os.symlink(os.path.relpath(part / component, cache.root / "onnx" / "x"), folder / component)
+        return {"source": src.model_dump(), "attention_exported": attention}
+
+    return cache.get_or_build("onnx", pipeline_key_inputs({c: p.name for c, p in parts.items()}, hashes["source"]), assemble,
+                              label="ONNX pipeline", log=log)

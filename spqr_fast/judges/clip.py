@@ -80,8 +80,9 @@ def export_clip(path: str, cache, hasher, log=print) -> Path:
               "task": "zero-shot-image-classification", "optimum": _version("optimum-onnx"),
               "onnx": _version("onnx"), "torch": _version("torch")}
 
-    def build(folder: Path) -> None:
+    def build(folder: Path) -> dict:
         main_export(path, output=str(folder), task="zero-shot-image-classification", do_validation=False)
+        return {"model": str(path)}
 
     return cache.get_or_build("onnx-clip", inputs, build, label="CLIP artefact", log=log)
 

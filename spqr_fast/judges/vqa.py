@@ -217,7 +217,7 @@ class VqaJudge:
         inputs = {"weights": hasher.tree(Path(self.path)), "component": "blip-vqa", "graphs": 3,
                   "optimum": _version("optimum-onnx"), "onnx": _version("onnx"), "torch": _version("torch")}
         try:
-            folder = cache.get_or_build("onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp),
+            folder = cache.get_or_build("onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp) or {"model": str(self.path)},
                                         label="VQA artefact", log=log)
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
             graphs = _OrtGraphs(folder, providers)

@@ -4,13 +4,14 @@ both produce the same images (per-image seeds) with the same metadata."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..config import EvalConfig
 from ..models import FileHasher, load_pipeline
 from ..plan import WorkItem
-from ..store import ImageStore
+from ..store import ImageStore, atomic_write_json
 from .sampler import DiffusionSampler
 
 
@@ -28,30 +29,48 @@ class StageGenerator:
         self.device = device
         self.store = ImageStore(out)
         self.hasher = FileHasher(Path(out) / ".cache" / "file-hashes.json")
+        self.choices_file = Path(out) / ".cache" / "backend-choices.json"
         self.resolver = BackendResolver(cfg.backend, self.hasher, log=log)
         self._loaded: tuple[str, DiffusionSampler, dict] | None = None  # (weights hash, sampler, report)
 
-    def load(self, stage) -> dict:
-        """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report."""
+    def load(self, stage, images: int | None = None) -> dict:
+        """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report.
+        `images` (still to generate) lets `backend: auto` weigh an export against its saving."""
         if self._loaded is not None and self._loaded[0] == stage.weights_hash:
             return self._loaded[2]
         self._loaded = None  # free the previous model (and its sessions) before loading the next
         self.resolver.release()
         g = self.cfg.generation
         pipe, report = load_pipeline(stage.source, device=self.device, dtype=g.dtype)
+        choice_key = f"{stage.weights_hash}|{self.cfg.backend.kind}|{self.device}|{g.dtype}"
         components, backend = self.resolver.resolve(stage.source, pipe, height=g.height, width=g.width,
-                                                    label=f"{stage.model} [{stage.stage} BFT]")
+                                                    label=f"{stage.model} [{stage.stage} BFT]",
+                                                    planned=None if images is None else (images, g.steps),
+                                                    earlier=self._choices().get(choice_key))
+        self._record_choice(choice_key, backend["chosen"])
         sampler = DiffusionSampler(components, steps=g.steps, height=g.height, width=g.width,
                                    negative_prompt=g.negative_prompt, batch_invariant=g.batch_invariant)
         self._loaded = (stage.weights_hash, sampler, {**report.as_dict(), "backend": backend})
         return self._loaded[2]
+
+    def _choices(self) -> dict[str, str]:
+        """The backend each stage ran on in this output folder (read back when a run resumes)."""
+        try:
+            return json.loads(self.choices_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _record_choice(self, key: str, chosen: str) -> None:
+        choices = self._choices()
+        if choices.get(key) != chosen:
+            atomic_write_json(self.choices_file, {**choices, key: chosen})
 
     def run(self, stage, items: Sequence[WorkItem], on_batch: Callable[[int], None] | None = None) -> int:
         """Generate the items not yet stored; returns how many were generated."""
         todo = [it for it in items if not self.store.has(it.key)]
         if not todo:
             return 0
-        self.load(stage)
+        self.load(stage, len(todo))
         sampler = self._loaded[1]  # type: ignore[index]
         bs = self.cfg.generation.batch_size
         for s in range(0, len(todo), bs):
