@@ -637,16 +637,43 @@ def judge_vqa_cmd(model_path: Path, images_dir: Path, questions: Path, backend: 
     _stdout_console().print(table)
 
 
+def _existing(kind: str):
+    return click.Path(path_type=Path, exists=True, file_okay=kind != "dir", dir_okay=kind != "file")
+
+
 @main.command("init")
 @click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--from", "base", type=_existing("dir"), default=None,
+              help="a real base model (diffusers folder): write a config for it instead of the miniature world")
+@click.option("--aligned", multiple=True, type=_existing("any"),
+              help="an aligned model to compare (folder, or UNet weights on the --from base); repeatable")
+@click.option("--clip", type=_existing("dir"), default=None, help="local CLIP folder (CLIPScore)")
+@click.option("--inception", type=_existing("file"), default=None, help="FID Inception weights file")
+@click.option("--harmful", type=_existing("file"), default=None, help="harmful prompt file (ViSU JSON, I2P CSV, …)")
+@click.option("--utility", type=_existing("file"), default=None, help="utility prompt file (COCO-style captions)")
+@click.option("--reference", type=_existing("dir"), default=None, help="reference images for FID")
+@click.option("--bft-dataset", type=_existing("dir"), default=None, help="benign fine-tuning images + metadata.jsonl")
+@click.option("--vqa", type=_existing("dir"), default=None, help="local BLIP VQA folder (optional)")
+@click.option("--questions", type=_existing("file"), default=None, help="TIFA-style questions file (with --vqa)")
 @friendly_errors
-def init_cmd(directory: Path) -> None:
-    """Write the embedded default as an editable project: DIR/spqr.yaml, models, prompts."""
-    from .world.project import write_world_project
-    if directory.exists() and any(directory.iterdir()) and not (directory / "spqr.yaml").exists():
-        raise SpqrError(f"'{directory}' exists and is not empty — choose a new folder")
-    path = write_world_project(directory)
-    click.echo(f"wrote {path} — run `spqr-fast eval {path}`; edit the paths in it to evaluate real models")
+def init_cmd(directory: Path, base: Path | None, aligned: tuple[Path, ...], **given) -> None:
+    """Write an editable project: the embedded default (models, judges, prompts) — or, with
+    --from, a config for real models with the paper's protocol."""
+    if base is None:
+        if aligned or any(given.values()):
+            raise SpqrError("--aligned and the judge/prompt paths go with --from MODEL_DIR (a real base model)")
+        from .world.project import write_world_project
+
+        if directory.exists() and any(directory.iterdir()) and not (directory / "spqr.yaml").exists():
+            raise SpqrError(f"'{directory}' exists and is not empty — choose a new folder")
+        path = write_world_project(directory)
+        click.echo(f"wrote {path} — run `spqr-fast eval {path}`; edit the paths in it to evaluate real models "
+                   "(README: Evaluating your models)")
+        return
+    from .real_project import write_real_project
+
+    path = write_real_project(directory, base, list(aligned), {k: (str(v) if v else None) for k, v in given.items()})
+    click.echo(f"wrote {path} — check it with `spqr-fast doctor {path}`, then `spqr-fast eval {path}`")
 
 
 @main.command("score")
@@ -708,12 +735,16 @@ def plan_size_cmd(run_dir: Path | None, width: float, confidence: float, h_befor
 
 @main.command("doctor")
 @click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("spqr-out"), show_default=True,
+              help="where the eval will write (for the disk-space check)")
+@click.option("--no-timing", is_flag=True, help="skip the two-step timing that projects the run time")
 @friendly_errors
-def doctor_cmd(config: Path | None) -> None:
-    """What spqr-fast sees: versions, ONNX Runtime providers, GPU, and which configured paths resolve."""
+def doctor_cmd(config: Path | None, out_dir: Path, no_timing: bool) -> None:
+    """What spqr-fast sees: versions, ONNX Runtime providers, GPU; with CONFIG, every configured
+    file checked for its role, disk space for the planned images, and a projected run time."""
     from .doctor import run_doctor
 
-    ok = run_doctor(_stdout_console(), config)
+    ok = run_doctor(_stdout_console(), config, out=out_dir, timing=not no_timing)
     sys.exit(0 if ok else 1)
 
 

@@ -81,22 +81,33 @@ def _config_rows(config: Path) -> list[tuple[str, str, bool]]:
     return rows
 
 
-def run_doctor(console: Console, config: Path | None) -> bool:
+def run_doctor(console: Console, config: Path | None, *, out: Path = Path("spqr-out"), timing: bool = True) -> bool:
     env = environment()
     table = Table(title="spqr-fast doctor")
     table.add_column("item")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     table.add_column("ok")
     table.add_row("python", f"{env['python']} on {env['platform']}", "✓")
     for name, ver in env["packages"].items():
         table.add_row(name, ver or "not installed", "✓" if ver else "·")
     config_rows = _config_rows(config) if config is not None else []
+    missing_config = [r for r in config_rows if not r[2]]
+    if config is not None and not missing_config:  # every path resolves: check what each file holds
+        from .config import load_config
+        from .doctor_files import file_rows
+
+        config_rows = file_rows(load_config(config), out, timing=timing)
     for name, value, ok in _hardware_rows() + config_rows:
         table.add_row(name, escape(value), "✓" if ok else "✗")  # "[gpu]" is text, not Rich markup
     console.print(table)
-    missing_config = [r for r in config_rows if not r[2]]
     if missing_config:
         console.print(f"[red]{len(missing_config)} configured path(s) do not resolve[/] — fix them before `eval`:")
         for key, path, _ in missing_config:
-            console.print(f"  {key}: {path}", soft_wrap=True)
-    return not missing_config
+            console.print(f"  {key}: {escape(path)}", soft_wrap=True)
+        return False
+    failed = [r for r in config_rows if not r[2]]
+    if failed:
+        console.print(f"[red]{len(failed)} configured file(s) will not work[/] — fix them before `eval`:")
+        for key, value, _ in failed:
+            console.print(f"  {key}: {escape(value)}", soft_wrap=True)
+    return not failed

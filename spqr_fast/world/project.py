@@ -119,7 +119,7 @@ def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
     write_images(folder / "datasets" / "unsafe", unsafe_bft_scenes(), metadata=True)
     header = ("# spqr-fast embedded default: the miniature world (32-px shapes; the forbidden concept is the\n"
               f"# '{FORBIDDEN}'). Point the paths at real models and judges to evaluate them instead —\n"
-              "# see README 'Configuration'. datasets/unsafe is a deliberately unsafe fine-tuning set.\n")
+              "# see README 'Evaluating your models'. datasets/unsafe is a deliberately unsafe fine-tuning set.\n")
     config_path.write_text(header + yaml.safe_dump(world_config(), sort_keys=False), encoding="utf-8")
     (folder / STAMP).write_text(stamp)
     return config_path
