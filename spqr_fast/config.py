@@ -323,14 +323,19 @@ def _resolve(base: Path, p: str | None) -> str | None:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _check_exists(p: str | None, key: str, source: str) -> None:
+def _must_exist(p: str | None, key: str, source: str) -> None:
     if p is not None and not Path(p).exists():
         raise ConfigError(f"{source}: '{key}' points to '{p}', which does not exist — fix the path")
 
 
-def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> EvalConfig:
-    """Return a copy with every path absolute, checking that each one exists."""
+def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config", *, must_exist: bool = True) -> EvalConfig:
+    """Return a copy with every path absolute, checking that each one exists (unless told not
+    to: `doctor` reports every missing path itself)."""
     cfg = cfg.model_copy(deep=True)
+
+    def _check_exists(p: str | None, key: str, source: str) -> None:
+        if must_exist:
+            _must_exist(p, key, source)
 
     def fix_source(src: ModelSource, key: str) -> None:
         for attr in ("path", "base", "lora", "unet_patch"):
@@ -386,7 +391,7 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config") -> Ev
     return cfg
 
 
-def load_config(path: str | Path) -> EvalConfig:
+def load_config(path: str | Path, *, must_exist: bool = True) -> EvalConfig:
     """Read, validate and resolve a YAML config file."""
     path = Path(path)
     if path.is_dir():
@@ -403,4 +408,4 @@ def load_config(path: str | Path) -> EvalConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where} — fix the syntax") from None
     cfg = parse_config(data, source=str(path))
-    return resolve_paths(cfg, path.resolve().parent, source=str(path))
+    return resolve_paths(cfg, path.resolve().parent, source=str(path), must_exist=must_exist)

@@ -1,4 +1,5 @@
-"""`spqr-fast doctor`: what this machine offers and which configured weights resolve."""
+"""`spqr-fast doctor`: what this machine offers and, with a config, whether every configured file
+will work (doctor_files)."""
 
 from __future__ import annotations
 
@@ -50,37 +51,6 @@ def _hardware_rows() -> list[tuple[str, str, bool]]:
     return rows
 
 
-def _config_rows(config: Path) -> list[tuple[str, str, bool]]:
-    import yaml
-
-    from .config import parse_config
-
-    base = config.resolve().parent
-    cfg = parse_config(yaml.safe_load(config.read_text(encoding="utf-8")), str(config))
-    paths: list[tuple[str, str | None]] = []
-    for i, m in enumerate(cfg.models):
-        for stage, src in (("model", m.model), ("after_bft", m.after_bft)):
-            if src is not None:
-                paths += [(f"{m.name}.{stage}.{a}", getattr(src, a)) for a in ("path", "base", "lora")]
-    paths += [("prompts.harmful", cfg.prompts.harmful.path), ("prompts.utility", cfg.prompts.utility.path),
-              ("prompts.reference_images", cfg.prompts.reference_images), ("judges.clip", cfg.judges.clip.path),
-              ("judges.inception.weights", cfg.judges.inception.weights),
-              ("judges.inception.onnx", cfg.judges.inception.onnx),
-              ("judges.nudenet.model_path", cfg.judges.nudenet.model_path if cfg.judges.nudenet else None),
-              ("judges.concept_detector.path", cfg.judges.concept_detector.path if cfg.judges.concept_detector else None)]
-    if cfg.judges.q16:
-        paths += [("judges.q16.clip_path", cfg.judges.q16.clip_path), ("judges.q16.prompts_path", cfg.judges.q16.prompts_path)]
-    if cfg.judges.vlm_guard:
-        paths.append(("judges.vlm_guard.path", cfg.judges.vlm_guard.path))
-    rows = []
-    for key, p in paths:
-        if p is None:
-            continue
-        full = Path(p) if Path(p).is_absolute() else base / p
-        rows.append((key, str(full), full.exists()))
-    return rows
-
-
 def run_doctor(console: Console, config: Path | None, *, out: Path = Path("spqr-out"), timing: bool = True) -> bool:
     env = environment()
     table = Table(title="spqr-fast doctor")
@@ -90,24 +60,18 @@ def run_doctor(console: Console, config: Path | None, *, out: Path = Path("spqr-
     table.add_row("python", f"{env['python']} on {env['platform']}", "✓")
     for name, ver in env["packages"].items():
         table.add_row(name, ver or "not installed", "✓" if ver else "·")
-    config_rows = _config_rows(config) if config is not None else []
-    missing_config = [r for r in config_rows if not r[2]]
-    if config is not None and not missing_config:  # every path resolves: check what each file holds
+    config_rows = []
+    if config is not None:
         from .config import load_config
         from .doctor_files import file_rows
 
-        config_rows = file_rows(load_config(config), out, timing=timing)
+        config_rows = file_rows(load_config(config, must_exist=False), out, timing=timing)
     for name, value, ok in _hardware_rows() + config_rows:
         table.add_row(name, escape(value), "✓" if ok else "✗")  # "[gpu]" is text, not Rich markup
     console.print(table)
-    if missing_config:
-        console.print(f"[red]{len(missing_config)} configured path(s) do not resolve[/] — fix them before `eval`:")
-        for key, path, _ in missing_config:
-            console.print(f"  {key}: {escape(path)}", soft_wrap=True)
-        return False
     failed = [r for r in config_rows if not r[2]]
     if failed:
-        console.print(f"[red]{len(failed)} configured file(s) will not work[/] — fix them before `eval`:")
+        console.print(f"[red]{len(failed)} configured file(s) missing or unusable[/] — fix them before `eval`:")
         for key, value, _ in failed:
             console.print(f"  {key}: {escape(value)}", soft_wrap=True)
     return not failed

@@ -76,34 +76,49 @@ def check_model(key: str, src: ModelSource) -> list[Row]:
     return rows
 
 
-def _unet_fit(path: Path, src: ModelSource) -> str:
-    """How a diffusers-layout safetensors UNet release fits its base's UNet (shapes from the
-    file's header; no tensor is read)."""
+def unet_release_fit(path: Path, base: Path) -> dict | None:
+    """Missing, unexpected and wrongly shaped keys of a diffusers-layout safetensors UNet
+    release against its base's UNet, from the file's header (no tensor is read); None for
+    other files (torch files, the original layout: checked when loaded)."""
     from types import SimpleNamespace
+
+    from safetensors import safe_open
 
     from .model_formats import base_unet_shapes, compare_unet_keys, layout
 
     if path.suffix != ".safetensors":
-        return " (keys checked when loaded)"
-    from safetensors import safe_open
-
+        return None
     with safe_open(str(path), framework="pt") as fh:
         shapes = {k.removeprefix("unet."): SimpleNamespace(shape=tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
     if layout(list(shapes)) != "diffusers":
-        return ", original (LDM) layout — renamed on load"
-    found = compare_unet_keys(shapes, base_unet_shapes(Path(src.base)))  # type: ignore[arg-type]
+        return None
+    return {**compare_unet_keys(shapes, base_unet_shapes(base)), "tensors": len(shapes)}
+
+
+def _unet_fit(path: Path, src: ModelSource) -> str:
+    found = unet_release_fit(path, Path(src.base))  # type: ignore[arg-type]
+    if found is None:
+        return " (keys checked when loaded)"
     if found["unexpected"] or found["shape_mismatch"]:
         bad = (found["unexpected"] or found["shape_mismatch"])[0]
         raise ValueError(f"{path}: does not fit the base's UNet (e.g. {bad}) — wrong base model or file")
-    partial = f", {len(found['missing'])} keys missing (partial release)" if found["missing"] else ""
     if found["missing"] and not src.allow_missing_keys:
         raise ValueError(f"{path}: {len(found['missing'])} UNet keys missing — set allow_missing_keys: true if the "
                          "release holds only some layers")
-    return f", {len(shapes)} UNet tensors fit the base{partial}"
+    partial = f", {len(found['missing'])} keys missing (partial release)" if found["missing"] else ""
+    return f", {found['tensors']} UNet tensors fit the base{partial}"
+
+
+def check_exists(key: str, path: str | None, what: str) -> Row:
+    if path is None or not Path(path).exists():
+        return key, f"{path}: missing — {what}", False
+    return key, str(path), True
 
 
 def check_transformers_folder(key: str, path: str, want: str, architecture: str | None = None) -> Row:
     """A transformers folder whose config names the model type `want` (e.g. clip, blip)."""
+    if not Path(path).exists():
+        return key, f"{path}: missing — a local transformers {want.upper()} folder", False
     config = Path(path) / "config.json"
     if not config.is_file():
         return key, f"{path}: no config.json — give a local transformers {want.upper()} folder", False
@@ -120,6 +135,8 @@ def check_transformers_folder(key: str, path: str, want: str, architecture: str 
 def check_onnx_judge(key: str, path: str) -> Row:
     from .judges.ort_session import open_session
 
+    if not Path(path).exists():
+        return key, f"{path}: missing — an ONNX file", False
     session, _ = open_session(Path(path), ["CPUExecutionProvider"], key, "")
     shape = session.get_inputs()[0].shape
     return key, f"{path}: ONNX, input {shape}", True
@@ -131,9 +148,15 @@ def check_prompts(cfg: EvalConfig) -> list[Row]:
     rows: list[Row] = []
     for name in ("harmful", "utility"):
         spec = getattr(cfg.prompts, name)
+        if not Path(spec.path).exists():
+            rows.append((f"prompts.{name}", f"{spec.path}: missing — a prompt file", False))
+            continue
         rows += _guard(f"prompts.{name}", lambda spec=spec: (
             f"prompts.{name}", f"{spec.path}: {len(load_prompt_set(spec, warn=lambda _m: None))} prompts", True))
-    if cfg.prompts.reference_images:
+    if not Path(cfg.prompts.reference_images).exists():
+        rows.append(("prompts.reference_images", f"{cfg.prompts.reference_images}: missing — reference images for FID",
+                     False))
+    else:
         rows += _guard("prompts.reference_images", lambda: (
             "prompts.reference_images",
             f"{cfg.prompts.reference_images}: {len(list_reference_images(cfg.prompts.reference_images))} images", True))
@@ -156,8 +179,12 @@ def check_disk(cfg: EvalConfig, out: Path) -> Row:
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    words = f"{images:,} images ≈ {need / 2**30:,.1f} GiB; {free / 2**30:,.1f} GiB free at {probe}"
+    words = f"{images:,} images ≈ {_size(need)}; {_size(free)} free at {probe}"
     return "disk", words if free >= need else words + " — free space or choose another --out", free >= need
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 def project_time(cfg: EvalConfig) -> Row:
@@ -169,7 +196,7 @@ def project_time(cfg: EvalConfig) -> Row:
     g = cfg.generation
     device = pick_device(g.device)
     pipe, _ = load_pipeline(cfg.models[0].model, device=device, dtype=g.dtype)
-    step = time_unet_step(pipe, g.height, g.width, repeats=2)
+    step = time_unet_step(pipe, g.height, g.width)
     per_image = step * g.steps
     total = per_image * planned_images(cfg)
     faster = ASSUMED_SPEEDUP["ort-cpu" if device == "cpu" else "ort-cuda"]
@@ -184,16 +211,25 @@ def file_rows(cfg: EvalConfig, out: Path, *, timing: bool = True) -> list[Row]:
         for stage, src in (("model", m.model), ("after_bft", m.after_bft)):
             if src is not None and src.path is not None:
                 rows += _guard(f"{m.name}.{stage}", lambda m=m, stage=stage, src=src: check_model(f"{m.name}.{stage}", src))
-            elif src is not None and src.lora is not None:
+            if src is not None and src.path is None and src.lora is not None:
                 rows += _guard(f"{m.name}.{stage}.lora", lambda m=m, src=src: check_model(
                     f"{m.name}.{stage}", ModelSource(path=m.model.path, base=m.model.base, format=m.model.format,
                                                       allow_missing_keys=m.model.allow_missing_keys, lora=src.lora))[-1:])
+        if m.bft is not None:
+            rows.append(check_exists(f"{m.name}.bft.dataset", m.bft.dataset,
+                                     "benign fine-tuning images with metadata.jsonl"))
     j = cfg.judges
+    if j.q16 is not None:
+        rows.append(check_exists("judges.q16.clip_path", j.q16.clip_path, "a CLIP ViT-L/14 folder"))
+        rows.append(check_exists("judges.q16.prompts_path", j.q16.prompts_path, "Q16's learned prompt embeddings"))
+    if j.vlm_guard is not None:
+        rows.append(check_exists("judges.vlm_guard.path", j.vlm_guard.path, "a local LlavaGuard-class folder"))
     if j.clip is not None and j.clip.path:
         rows += _guard("judges.clip", lambda: check_transformers_folder("judges.clip", j.clip.path, "clip"))
     if j.vqa is not None:
         rows += _guard("judges.vqa", lambda: check_transformers_folder("judges.vqa", j.vqa.path, "blip",
                                                                        "BlipForQuestionAnswering"))
+        rows.append(check_exists("judges.vqa.questions", j.vqa.questions, "a TIFA-style questions file"))
     if j.nudenet is not None:
         from .judges.nudenet import packaged_model_path
 
@@ -204,7 +240,10 @@ def file_rows(cfg: EvalConfig, out: Path, *, timing: bool = True) -> list[Row]:
                                                                            j.concept_detector.path))
     if j.inception.onnx:
         rows += _guard("judges.inception.onnx", lambda: check_onnx_judge("judges.inception.onnx", j.inception.onnx))
-    if j.inception.weights:
+    if j.inception.weights and not Path(j.inception.weights).exists():
+        rows.append(("judges.inception.weights", f"{j.inception.weights}: missing — the FID Inception weights file",
+                     False))
+    elif j.inception.weights:
         def inception() -> Row:
             from .judges.inception import InceptionFeatures
 

@@ -57,7 +57,7 @@ def _flow(mapping: dict) -> str:
 def real_config_text(base: Path, aligned: list[Path], given: dict[str, str | None]) -> str:
     """The YAML of a real-model config; `given` holds the paths the user named (others default
     inside the project folder and are listed with where to get them)."""
-    from .doctor_files import describe_pipeline_folder
+    from .doctor_files import describe_pipeline_folder, unet_release_fit
 
     if not (base / "model_index.json").is_file():
         raise InputError(f"--from '{base}' is not a diffusers pipeline folder (no model_index.json) — give the "
@@ -84,9 +84,15 @@ def real_config_text(base: Path, aligned: list[Path], given: dict[str, str | Non
               f"  - name: {json.dumps(model_name(base, taken))}", "    role: base",
               f"    model: {_flow({'path': str(base)})}", f"    bft: {bft}   # lite LoRA benign fine-tuning"]
     for path in aligned:
-        source = {"path": str(path)} if path.is_dir() else {"path": str(path), "base": str(base)}
+        source, note = {"path": str(path)}, ""
+        if path.is_file():
+            source["base"] = str(base)
+            fit = unet_release_fit(path, base)
+            if fit is not None and fit["missing"] and not fit["unexpected"]:
+                source["allow_missing_keys"] = True
+                note = f"   # a partial release: {fit['tensors']} UNet tensors, {len(fit['missing'])} taken from the base"
         lines += [f"  - name: {json.dumps(model_name(path, taken))}",
-                  f"    model: {_flow(source)}", f"    bft: {bft}"]
+                  f"    model: {_flow(source)}{note}", f"    bft: {bft}"]
     if not aligned:
         lines += ["  # add each aligned model, e.g.:",
                   "  # - name: esd", f"  #   model: {_flow({'path': '/models/esd-unet.safetensors', 'base': str(base)})}",
@@ -109,7 +115,7 @@ def real_config_text(base: Path, aligned: list[Path], given: dict[str, str | Non
 
 
 def write_real_project(directory: Path, base: Path, aligned: list[Path], given: dict[str, str | None]) -> Path:
-    """Write DIR/spqr.yaml (validated) and the empty folders the defaults point at."""
+    """Write DIR/spqr.yaml (validated against the schema)."""
     import yaml
 
     from .config import parse_config
@@ -125,7 +131,5 @@ def write_real_project(directory: Path, base: Path, aligned: list[Path], given: 
                             {k: str(Path(v).resolve()) if v else None for k, v in given.items()})
     parse_config(yaml.safe_load(text), str(config_path))  # the template stays valid as the schema moves
     directory.mkdir(parents=True, exist_ok=True)
-    for folder in ("judges", "prompts", "reference", "datasets"):
-        (directory / folder).mkdir(exist_ok=True)
     config_path.write_text(text, encoding="utf-8")
     return config_path

@@ -42,7 +42,7 @@ def test_doctor_reports_environment_and_unresolved_paths(small_config):
     cfg = small_config()
     cfg.write_text(cfg.read_text().replace("judges/clip", "judges/no-such-clip"))
     bad = _run("doctor", str(cfg))
-    assert bad.returncode == 1 and "no-such-clip" in bad.stdout and "do not resolve" in bad.stdout
+    assert bad.returncode == 1 and "no-such-clip: missing" in bad.stdout and "missing or unusable" in bad.stdout
 
 
 def test_init_refuses_a_non_empty_folder(tmp_path):

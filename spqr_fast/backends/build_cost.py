@@ -75,8 +75,9 @@ def export_seconds(components: dict[str, int], cache_root: Path) -> float:
     return sum(EXPORT_OVERHEAD_S + params * rate for params in components.values())
 
 
-def time_unet_step(pipe, height: int, width: int, repeats: int = 1) -> float:
-    """Seconds for one eager UNet call on a guidance pair at the planned size (after a warm-up)."""
+def time_unet_step(pipe, height: int, width: int, repeats: int = 2) -> float:
+    """Seconds for one eager UNet call on a guidance pair at the planned size: the fastest of
+    `repeats` calls after a warm-up (first calls pay for allocation and kernel selection)."""
     import torch
 
     unet = pipe.unet
@@ -86,16 +87,18 @@ def time_unet_step(pipe, height: int, width: int, repeats: int = 1) -> float:
     hidden = torch.zeros(2, pipe.tokenizer.model_max_length, unet.config.cross_attention_dim,
                          device=unet.device, dtype=unet.dtype)
     t = torch.tensor(500, device=unet.device)
+    times = []
     with torch.inference_mode():
         unet(sample, t, hidden)
-        if unet.device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
         for _ in range(repeats):
+            if unet.device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
             unet(sample, t, hidden)
-        if unet.device.type == "cuda":
-            torch.cuda.synchronize()
-    return (time.perf_counter() - started) / repeats
+            if unet.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def decide(candidate: str, *, images: int, steps: int, parity_steps: int, step_seconds: float,
