@@ -167,6 +167,7 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     if threads is not None:
         cfg.threads = threads
     from .evaluate import Evaluator
+    from .report.formatting import fid_label
     from .report.writers import DEMO_NOTICE, leaderboard_table
 
     shard_spec = None
@@ -183,7 +184,8 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
         console.print(f"{len(library_warnings)} library warning(s) logged to {out_dir / LOG} (--verbose shows them)")
     if shard_spec is not None:
         return
-    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}", wide=wide))
+    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}", wide=wide,
+                                              fid=fid_label(results)))
     for line in results["backend_fallbacks"]:
         console.print(f"[yellow]backend fallback[/]: {escape(line)}")
     for line in results["resolution_warnings"]:
@@ -212,7 +214,10 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
     config = merge_shards(list(shard_dirs) + list(more_dirs), out_dir)
     cfg = parse_config(config, source="shard config")
     results = Evaluator(cfg, out_dir, _console()).run(require_complete=True)
-    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name} (merged)"))
+    from .report.formatting import fid_label
+
+    _stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name} (merged)",
+                                              fid=fid_label(results)))
 
 
 @main.command("finetune")

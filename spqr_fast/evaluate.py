@@ -445,6 +445,7 @@ class Evaluator:
             "name": self.cfg.name,
             "demo": self.cfg.demo,
             "models": rows,
+            "fid_features": self._fid_features(),
             **self._vqa_sections(rows),
             "rank_confidence": {"confidence": s.bootstrap.confidence, "tied_within_noise": tied_within_noise(rows),
                                 "robustness": s.robustness},
@@ -458,6 +459,13 @@ class Evaluator:
             results["known_answers"] = cohort_checks(rows)
         write_outputs(results, per_image, self.images, self.cfg, self.out)
         return results
+
+    def _fid_features(self) -> str:
+        """What the Fréchet distance is computed over: 'inception' (standard FID) or else named."""
+        inc = self.cfg.judges.inception
+        if inc.weights is not None:
+            return "inception"
+        return f"features of {Path(inc.onnx).name}" if inc.onnx is not None else "randomly initialised Inception"
 
     def _vqa_sections(self, rows: list[dict]) -> dict:
         if self.cfg.judges.vqa is None:

@@ -88,7 +88,7 @@ def test_user_given_text_reaches_the_report_as_text(complete_run):
     """Every string a user or a prompt file gives — run name, model names, prompts, prompt ids,
     categories — rendered with markup in it, bypassing the config's name check."""
     from spqr_fast.config import load_config
-    from spqr_fast.report.writers import render_html
+    from spqr_fast.report.html_report import render_html
     from spqr_fast.store import ImageStore
 
     config, out = complete_run
