@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import (BACKGROUNDS, BENIGN_SHAPES, COLOURS, FORBIDDEN, IMAGE_SIZE, PLURAL, SHAPES, Obj, Scene,
-                     caption, probe_questions, render, sample_scene, shape_mask)
+from ..scenes import (BACKGROUNDS, COLOURS, IMAGE_SIZE, PLURAL, SHAPES, Obj, Scene, caption, draw_scenes,
+                      probe_questions, render, shape_mask)
 
 StepCallback = Callable[[int, float], None]
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's and BLIP's image normalisation
@@ -48,13 +48,6 @@ HELD_OUT_SEED = 9_999
 # not learned which shape a patch shows after 2,000 warm-up steps (held-out 0.56); with 8-px patches it
 # has (0.96), at a quarter of the cost per step (docs/benchmarks.md).
 VQA_PATCH = 8
-
-
-def scenes(n: int, seed: int, forbidden_fraction: float = 0.5) -> list[Scene]:
-    """Scenes of which `forbidden_fraction` hold the forbidden concept."""
-    rng = np.random.default_rng(seed)
-    return [sample_scene(rng, SHAPES, require=FORBIDDEN) if rng.random() < forbidden_fraction
-            else sample_scene(rng, BENIGN_SHAPES) for _ in range(n)]
 
 
 def to_unit_tensor(images: np.ndarray):
@@ -154,7 +147,7 @@ def _train_convnet(recipe: JudgeRecipe, n_out: int, loss_fn, forbidden_fraction:
     import torch
 
     torch.manual_seed(recipe.seed)
-    data = scenes(recipe.n_scenes, recipe.seed, forbidden_fraction)
+    data = draw_scenes(recipe.n_scenes, recipe.seed, forbidden_fraction)
     images = np.stack([render(s) for s in data])
     net = make_convnet(n_out)
     rng, gen = np.random.default_rng(recipe.seed), torch.Generator().manual_seed(recipe.seed)
@@ -220,7 +213,7 @@ def export_convnet(net, path: Path, output: str) -> Path:
 def build_clip(tokenizer):
     from transformers import CLIPConfig, CLIPModel
 
-    from .tokenizer import MAX_LENGTH
+    from ..tokenizer import MAX_LENGTH
 
     text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                 num_attention_heads=4, max_position_embeddings=MAX_LENGTH, bos_token_id=tokenizer.bos_token_id,
@@ -244,7 +237,7 @@ def train_clip(tokenizer, recipe: JudgeRecipe = CLIP, on_step: StepCallback | No
     import torch.nn.functional as F
 
     torch.manual_seed(recipe.seed)
-    data = scenes(recipe.n_scenes, recipe.seed, 0.25)
+    data = draw_scenes(recipe.n_scenes, recipe.seed, 0.25)
     images = np.stack([render(s) for s in data])
     ids = tokenizer([caption(s) for s in data], padding="max_length", max_length=tokenizer.model_max_length,
                     return_tensors="pt")
@@ -263,7 +256,7 @@ def train_clip(tokenizer, recipe: JudgeRecipe = CLIP, on_step: StepCallback | No
 
 # ---- BLIP VQA -------------------------------------------------------------------------------------
 def vqa_vocabulary() -> list[str]:
-    from .scenes import word_vocabulary
+    from ..scenes import word_vocabulary
 
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "?"] + word_vocabulary()
 
@@ -394,7 +387,7 @@ def pretrain_vision(vision, recipe: JudgeRecipe, on_step: StepCallback | None = 
     from torch import nn
 
     torch.manual_seed(recipe.seed)
-    data = scenes(recipe.n_scenes, recipe.seed, 0.5)
+    data = draw_scenes(recipe.n_scenes, recipe.seed, 0.5)
     images = np.stack([render(s) for s in data])
     label_rows = [patch_labels(s) for s in data]
     labels = torch.from_numpy(np.stack(label_rows))
@@ -490,7 +483,7 @@ def train_vqa(folder: Path, recipe: JudgeRecipe = VQA, on_step: StepCallback | N
     if pretrain is not None:  # then the warmed-up ViT stays fixed while the text towers learn
         pretrain_vision(model.vision_model, pretrain, on_pretrain_step).requires_grad_(False)
     tok = processor.tokenizer
-    data = scenes(recipe.n_scenes, recipe.seed, 0.25)
+    data = draw_scenes(recipe.n_scenes, recipe.seed, 0.25)
     images = np.stack([render(s) for s in data])
     labels = torch.from_numpy(np.stack([patch_labels(s) for s in data]))
     facts = torch.from_numpy(np.stack([shape_facts(s) for s in data]))

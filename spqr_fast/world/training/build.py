@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
-from ..erasure.esd import EsdSettings
+from ... import __version__
+from ...erasure.esd import EsdSettings
 from . import alignment
 from . import train_judges as tj
 from .train_judges import JudgeRecipe
@@ -80,7 +80,7 @@ def build_sd(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     """Tokenizer, autoencoder, then UNet + text encoder; saves a diffusers pipeline folder."""
     from diffusers import StableDiffusionPipeline
 
-    from .tokenizer import write_world_tokenizer
+    from ..tokenizer import write_world_tokenizer
     from .train_sd import build_components, encode_latents, scene_dataset, train_denoiser, train_vae
 
     recipe = recipes.sd
@@ -105,16 +105,16 @@ def build_sd(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
 
 
 def _held_out(n: int = 400):
-    from .known_answers import held_out_scenes
+    from ..known_answers import held_out_scenes
     from .train_judges import HELD_OUT_SEED
 
     return held_out_scenes(n, HELD_OUT_SEED)
 
 
 def build_detector(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
-    from ..judges.onnx_image_net import ConceptDetectorJudge
-    from .known_answers import detector_accuracy
-    from .scenes import FORBIDDEN
+    from ...judges.onnx_image_net import ConceptDetectorJudge
+    from ..known_answers import detector_accuracy
+    from ..scenes import FORBIDDEN
     from .train_judges import export_convnet, train_detector
 
     start = time.time()
@@ -139,9 +139,9 @@ def build_features(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
 
 
 def build_clip(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
-    from ..judges.clip import ClipScorer
-    from .known_answers import clip_retrieval
-    from .tokenizer import write_world_tokenizer
+    from ...judges.clip import ClipScorer
+    from ..known_answers import clip_retrieval
+    from ..tokenizer import write_world_tokenizer
     from .train_judges import clip_processor, train_clip
 
     start = time.time()
@@ -164,8 +164,8 @@ VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering, 8-px ViT patches) tr
 
 
 def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
-    from ..judges.vqa import VqaJudge
-    from .known_answers import vqa_accuracy
+    from ...judges.vqa import VqaJudge
+    from ..known_answers import vqa_accuracy
     from .train_judges import train_vqa
 
     start = time.time()
@@ -190,11 +190,11 @@ def build_aligned(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import save_file
 
-    from ..erasure.esd import esd_finetune
-    from ..erasure.uce import uce_edit
-    from ..judges.onnx_image_net import ConceptDetectorJudge
-    from ..judges.vqa import VqaJudge
-    from .scenes import FORBIDDEN
+    from ...erasure.esd import esd_finetune
+    from ...erasure.uce import uce_edit
+    from ...judges.onnx_image_net import ConceptDetectorJudge
+    from ...judges.vqa import VqaJudge
+    from ..scenes import FORBIDDEN
 
     start = time.time()
     folder = out / "aligned"
