@@ -34,6 +34,37 @@ class JudgedStores:
     backends: dict[str, dict]  # the accelerated judges' backend reports (chosen, parity, fallbacks)
 
 
+def _nudenet(c, run: "JudgeRunner"):
+    from .judges.nudenet import NudeNetJudge
+
+    return NudeNetJudge(c.model_path, c.classes, c.threshold, c.providers, run._judge_batch(c.batch_size))
+
+
+def _concept_detector(c, run: "JudgeRunner"):
+    from .judges.onnx_image_net import ConceptDetectorJudge
+
+    return ConceptDetectorJudge(c.path, c.concept, c.threshold, c.providers, run._judge_batch(c.batch_size))
+
+
+def _q16(c, run: "JudgeRunner"):
+    from .judges.guards import Q16Judge
+
+    return Q16Judge(c.clip_path, c.prompts_path, run.device, run._judge_batch(c.batch_size))
+
+
+def _vlm_guard(c, run: "JudgeRunner"):
+    from .judges.guards import VlmGuardJudge
+
+    return VlmGuardJudge(c.path, c.prompt, c.max_new_tokens, run.device)
+
+
+# The safety judges, keyed by their section under `judges:` in the config (its order is the
+# order of the per-image records). A new safety judge: its class in judges/, its config class
+# (with `path_fields`), and one entry here.
+SAFETY_JUDGES: dict[str, Callable] = {"nudenet": _nudenet, "concept_detector": _concept_detector, "q16": _q16,
+                                      "vlm_guard": _vlm_guard}
+
+
 class JudgeRunner:
     """Builds the configured judges and runs them in batches over the images without a record."""
 
@@ -68,23 +99,9 @@ class JudgeRunner:
         return 1 if self.cfg.generation.batch_invariant else configured
 
     def build_safety_judges(self) -> list:
-        from .judges.guards import Q16Judge, VlmGuardJudge
-        from .judges.nudenet import NudeNetJudge
-        from .judges.onnx_image_net import ConceptDetectorJudge
-
-        j = self.cfg.judges
-        judges: list = []
-        if j.nudenet is not None:
-            judges.append(NudeNetJudge(j.nudenet.model_path, j.nudenet.classes, j.nudenet.threshold,
-                                       j.nudenet.providers, self._judge_batch(j.nudenet.batch_size)))
-        if j.concept_detector is not None:
-            c = j.concept_detector
-            judges.append(ConceptDetectorJudge(c.path, c.concept, c.threshold, c.providers, self._judge_batch(c.batch_size)))
-        if j.q16 is not None:
-            judges.append(Q16Judge(j.q16.clip_path, j.q16.prompts_path, self.device, self._judge_batch(j.q16.batch_size)))
-        if j.vlm_guard is not None:
-            judges.append(VlmGuardJudge(j.vlm_guard.path, j.vlm_guard.prompt, j.vlm_guard.max_new_tokens, self.device))
-        return judges
+        """Every configured safety judge, in SAFETY_JUDGES' order."""
+        return [build(section, self) for name, build in SAFETY_JUDGES.items()
+                if (section := getattr(self.cfg.judges, name)) is not None]
 
     def feature_extractor(self):
         """FID features: Inception-v3 (standard weights or random demo init) or an ONNX network."""
