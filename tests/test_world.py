@@ -48,7 +48,8 @@ def test_probe_questions_have_both_answers():
 
 
 def test_patch_labels_follow_the_drawn_pixels():
-    from spqr_fast.world.training.train_judges import PATCH_MIN_PIXELS, VQA_PATCH, patch_labels, patch_objects, shape_facts
+    from spqr_fast.world.training.train_judges import VQA_PATCH
+    from spqr_fast.world.training.train_vqa import PATCH_MIN_PIXELS, patch_labels, patch_objects, shape_facts
 
     rng = np.random.default_rng(3)
     grid, p = W.IMAGE_SIZE // VQA_PATCH, VQA_PATCH
@@ -86,7 +87,7 @@ def test_grounding_loss_rewards_looking_at_the_named_shape():
     import torch
     from types import SimpleNamespace
 
-    from spqr_fast.world.training.train_judges import COUNT_CLASSES, GROUNDING_READOUT, grounding_loss
+    from spqr_fast.world.training.train_vqa import COUNT_CLASSES, GROUNDING_READOUT, grounding_loss
 
     labels = torch.zeros(1, 16, dtype=torch.long)
     labels[0, [5, 6]] = 1  # one circle over patches 5–6; no square

@@ -16,6 +16,7 @@ from ... import __version__
 from ...erasure.esd import EsdSettings
 from . import alignment
 from . import train_judges as tj
+from . import train_vqa as tv
 from .train_judges import JudgeRecipe
 from .train_sd import SdRecipe
 
@@ -166,7 +167,7 @@ VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering, 8-px ViT patches) tr
 def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     from ...judges.vqa import VqaJudge
     from ..known_answers import vqa_accuracy
-    from .train_judges import train_vqa
+    from .train_vqa import train_vqa
 
     start = time.time()
     folder = out / "vqa"
@@ -177,10 +178,10 @@ def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     metrics = {"held_out_accuracy": vqa_accuracy(VqaJudge(str(folder)), _held_out(recipes.held_out // 2))}
     write_card(folder, VQA_CARD_MODEL,
                {"vision_warm_up": {**asdict(recipes.vqa_pretrain), "patch_size": tj.VQA_PATCH,
-                                   "patch_min_pixels": tj.PATCH_MIN_PIXELS,
-                                   "object_patch_weight": tj.OBJECT_PATCH_WEIGHT,
-                                   "presence_weight": tj.PRESENCE_WEIGHT},
-                "vqa": {**asdict(recipes.vqa), "grounding_readout": tj.GROUNDING_READOUT}},
+                                   "patch_min_pixels": tv.PATCH_MIN_PIXELS,
+                                   "object_patch_weight": tv.OBJECT_PATCH_WEIGHT,
+                                   "presence_weight": tv.PRESENCE_WEIGHT},
+                "vqa": {**asdict(recipes.vqa), "grounding_readout": tv.GROUNDING_READOUT}},
                metrics, time.time() - start)
     return metrics
 
