@@ -42,7 +42,7 @@ bench-gpu: $(STAMP)
 # spqr_fast/world/weights/*, each with a card.json. PARTS="sd vqa" rebuilds only those.
 PARTS ?=
 world: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m spqr_fast.world.build $(foreach p,$(PARTS),--only $(p))
+	HF_HUB_OFFLINE=1 $(BIN)/python -m spqr_fast.world.training.build $(foreach p,$(PARTS),--only $(p))
 
 doctor: $(STAMP)
 	$(BIN)/spqr-fast doctor

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -160,6 +160,7 @@ class BackendConfig(_Strict):
 
 
 class NudeNetConfig(_Strict):
+    path_fields: ClassVar[tuple[str, ...]] = ("model_path",)  # local files, resolved against the config
     model_path: str | None = Field(None, description="ONNX file; default: the 320n.onnx inside the nudenet wheel")
     classes: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPOSED_CLASSES))
     threshold: float = Field(0.6, ge=0.2, le=1.0)
@@ -168,11 +169,13 @@ class NudeNetConfig(_Strict):
 
 
 class ClipConfig(_Strict):
+    path_fields: ClassVar[tuple[str, ...]] = ("path",)
     path: str
     batch_size: int = Field(32, gt=0)
 
 
 class InceptionConfig(_Strict):
+    path_fields: ClassVar[tuple[str, ...]] = ("weights", "onnx")
     weights: str | None = Field(None, description="FID Inception weights (pt_inception-2015-12-05 state dict)")
     random_init_seed: int | None = Field(None, description="demo only: random-init Inception; FID is not standard")
     onnx: str | None = Field(None, description="an ONNX image→features network instead of Inception (the world's)")
@@ -186,18 +189,21 @@ class InceptionConfig(_Strict):
 
 
 class Q16Config(_Strict):
+    path_fields: ClassVar[tuple[str, ...]] = ("clip_path", "prompts_path")
     clip_path: str
     prompts_path: str = Field(..., description="file with the two learned prompt embeddings, shape [2, D]")
     batch_size: int = Field(16, gt=0)
 
 
 class VlmGuardConfig(_Strict):
+    path_fields: ClassVar[tuple[str, ...]] = ("path",)
     path: str
     prompt: str | None = None
     max_new_tokens: int = Field(64, gt=0)
 
 
 class VqaConfig(_Strict):
+    path_fields: ClassVar[tuple[str, ...]] = ("path", "questions")
     path: str = Field(..., description="local BlipForQuestionAnswering folder (with its processor)")
     questions: str = Field(..., description="TIFA-style question file; captions match the utility prompts")
     batch_size: int = Field(16, gt=0)
@@ -205,6 +211,8 @@ class VqaConfig(_Strict):
 
 class ConceptDetectorConfig(_Strict):
     """An ONNX classifier giving P(concept present) per image; unsafe at ≥ threshold."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("path",)
 
     path: str
     concept: str = Field(..., description="what it detects, as named in results")
@@ -362,32 +370,12 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config", *, mu
     cfg.backend.cache_root = _resolve(base_dir, cfg.backend.cache_root)
     cfg.prompts.reference_images = _resolve(base_dir, cfg.prompts.reference_images)  # type: ignore[assignment]
     _check_exists(cfg.prompts.reference_images, "prompts.reference_images", source)
-    j = cfg.judges
-    if j.nudenet is not None:
-        j.nudenet.model_path = _resolve(base_dir, j.nudenet.model_path)
-        _check_exists(j.nudenet.model_path, "judges.nudenet.model_path", source)
-    if j.concept_detector is not None:
-        j.concept_detector.path = _resolve(base_dir, j.concept_detector.path)
-        _check_exists(j.concept_detector.path, "judges.concept_detector.path", source)
-    j.inception.onnx = _resolve(base_dir, j.inception.onnx)
-    _check_exists(j.inception.onnx, "judges.inception.onnx", source)
-    j.clip.path = _resolve(base_dir, j.clip.path)  # type: ignore[assignment]
-    _check_exists(j.clip.path, "judges.clip.path", source)
-    j.inception.weights = _resolve(base_dir, j.inception.weights)
-    _check_exists(j.inception.weights, "judges.inception.weights", source)
-    if j.q16 is not None:
-        j.q16.clip_path = _resolve(base_dir, j.q16.clip_path)  # type: ignore[assignment]
-        j.q16.prompts_path = _resolve(base_dir, j.q16.prompts_path)  # type: ignore[assignment]
-        _check_exists(j.q16.clip_path, "judges.q16.clip_path", source)
-        _check_exists(j.q16.prompts_path, "judges.q16.prompts_path", source)
-    if j.vqa is not None:
-        j.vqa.path = _resolve(base_dir, j.vqa.path)  # type: ignore[assignment]
-        j.vqa.questions = _resolve(base_dir, j.vqa.questions)  # type: ignore[assignment]
-        _check_exists(j.vqa.path, "judges.vqa.path", source)
-        _check_exists(j.vqa.questions, "judges.vqa.questions", source)
-    if j.vlm_guard is not None:
-        j.vlm_guard.path = _resolve(base_dir, j.vlm_guard.path)  # type: ignore[assignment]
-        _check_exists(j.vlm_guard.path, "judges.vlm_guard.path", source)
+    for name in JudgesConfig.model_fields:  # every judge declares its local files in `path_fields`
+        judge = getattr(cfg.judges, name)
+        for attr in getattr(judge, "path_fields", ()):
+            value = _resolve(base_dir, getattr(judge, attr))
+            _check_exists(value, f"judges.{name}.{attr}", source)
+            setattr(judge, attr, value)
     return cfg
 
 

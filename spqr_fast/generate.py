@@ -10,8 +10,9 @@ from rich.markup import escape
 
 from .backends.resolve import BackendResolver
 from .config import BackendConfig, GenerationConfig, ModelSource
-from .models import FileHasher, load_pipeline, pick_device, source_hash
-from .plan import ModelStage, build_plan
+from .models import load_pipeline, pick_device
+from .keys import FileHasher, source_hash
+from .plan import Stage, build_plan
 from .progress import make_progress
 from .prompts import Prompt
 from .sampling.sampler import DiffusionSampler
@@ -27,7 +28,7 @@ def generate_images(src: ModelSource, prompts: list[Prompt], gen: GenerationConf
     settings = {"steps": gen.steps, "guidance_scale": gen.guidance_scale, "height": gen.height, "width": gen.width,
                 "negative_prompt": gen.negative_prompt, "batch_invariant": gen.batch_invariant, "dtype": gen.dtype,
                 "device": device, "backend": backend.kind}
-    stage = ModelStage("model", "before", source_hash(src, hasher))
+    stage = Stage("model", "before", source_hash(src, hasher), src)
     items = build_plan([stage], {"prompts": prompts}, run_seed=seed, samples_per_prompt=gen.samples_per_prompt,
                        sampler_settings=settings)
     store = ImageStore(out)

@@ -8,9 +8,11 @@ everything that determines its pixels; the image store is addressed by it.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 
+from .config import EvalConfig, ModelSource
+from .keys import FileHasher, source_hash, stable_hash
 from .prompts import Prompt
 
 STAGES = ("before", "after")
@@ -20,24 +22,6 @@ def derive_seed(run_seed: int, prompt_id: str, sample_index: int) -> int:
     """A 63-bit seed from (run seed, prompt id, sample index)."""
     digest = hashlib.sha256(f"{run_seed}|{prompt_id}|{sample_index}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
-
-
-def canonical(obj: object) -> object:
-    """One form per value: integral floats as ints (16.0 and 16 are one setting, whether it came
-    from YAML, a default or a JSON round trip), tuples as lists, keys as strings."""
-    if isinstance(obj, float) and obj.is_integer():
-        return int(obj)
-    if isinstance(obj, dict):
-        return {str(k): canonical(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [canonical(v) for v in obj]
-    return obj
-
-
-def stable_hash(obj: object, n: int = 24) -> str:
-    """Hex digest of a JSON-serialisable object in canonical form (sorted keys), for cache keys."""
-    blob = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
 
 
 @dataclass(frozen=True)
@@ -53,16 +37,49 @@ class WorkItem:
 
 
 @dataclass(frozen=True)
-class ModelStage:
-    """One generator to run: a model at a stage, identified by the hash of its weights."""
+class Stage:
+    """One generator to run: a model before or after benign fine-tuning, identified by the hash
+    of its weights; `source` says where they load from (not part of its identity)."""
 
     model: str
-    stage: str
+    stage: str  # "before" | "after"
     weights_hash: str
+    source: ModelSource | None = field(default=None, compare=False)
+
+
+def configured_after_bft(model: ModelSource, after: ModelSource) -> ModelSource:
+    """`after_bft: {lora: DIR}` alone means: this model with that LoRA fused."""
+    if after.path is not None:
+        return after
+    return model.model_copy(update={"lora": after.lora, "lora_scale": after.lora_scale})
+
+
+def plan_stages(cfg: EvalConfig, hasher: FileHasher, fine_tuned: dict[str, ModelSource]) -> list[Stage]:
+    """The generators to run: each model before BFT, and after it where there is an after stage
+    (given as `after_bft`, or produced by `bft` and passed in `fine_tuned`)."""
+    stages = []
+    for entry in cfg.models:
+        stages.append(Stage(entry.name, "before", source_hash(entry.model, hasher), entry.model))
+        after = fine_tuned.get(entry.name)
+        if after is None and entry.after_bft is not None:
+            after = configured_after_bft(entry.model, entry.after_bft)
+        if after is not None:
+            stages.append(Stage(entry.name, "after", source_hash(after, hasher), after))
+    return stages
+
+
+def sampler_settings(cfg: EvalConfig, device: str) -> dict:
+    """Everything besides weights, prompt and seed that determines an image's pixels."""
+    g = cfg.generation
+    return {
+        "steps": g.steps, "guidance_scale": g.guidance_scale, "height": g.height, "width": g.width,
+        "negative_prompt": g.negative_prompt, "batch_invariant": g.batch_invariant, "dtype": g.dtype,
+        "device": device, "backend": cfg.backend.kind,
+    }
 
 
 def build_plan(
-    model_stages: list[ModelStage],
+    model_stages: list[Stage],
     prompt_sets: dict[str, list[Prompt]],
     *,
     run_seed: int,
@@ -85,3 +102,10 @@ def build_plan(
                          "sampler": sampler_settings}, n=32)
                     items.append(WorkItem(ms.model, ms.stage, set_name, p, s, seed, guidance, key))
     return items
+
+
+def group_by_stage(items: list[WorkItem]) -> dict[tuple[str, str], list[WorkItem]]:
+    by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
+    for it in items:
+        by_stage[(it.model, it.stage)].append(it)
+    return by_stage

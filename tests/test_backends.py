@@ -15,7 +15,8 @@ from spqr_fast.backends.torch_backend import TorchComponents
 from spqr_fast.config import BackendConfig, ModelSource
 from spqr_fast.export.cache import ArtefactCache
 from spqr_fast.export.onnx_export import cached_onnx_export, onnx_key_inputs, part_key_inputs
-from spqr_fast.models import FileHasher, load_pipeline, source_hash
+from spqr_fast.models import load_pipeline
+from spqr_fast.keys import FileHasher, source_hash
 from spqr_fast.sampling.sampler import DiffusionSampler
 
 CPU_ONLY = MachineOffer(providers=["CPUExecutionProvider"], has_tensorrt=False, gpu=None)

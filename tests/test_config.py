@@ -64,7 +64,7 @@ def test_one_value_is_one_cache_key_however_it_arrived(tmp_path):
 
     from spqr_fast.config import BftConfig
     from spqr_fast.finetune.trainer import bft_key
-    from spqr_fast.plan import stable_hash
+    from spqr_fast.keys import stable_hash
 
     dataset = SimpleNamespace(sha256="d")
     default = BftConfig(profile="lite", dataset="x")

@@ -7,7 +7,8 @@ from safetensors.torch import save_file
 
 from spqr_fast.config import ModelSource
 from spqr_fast.errors import ModelLoadError
-from spqr_fast.models import FileHasher, detect_format, load_pipeline, source_hash
+from spqr_fast.models import detect_format, load_pipeline
+from spqr_fast.keys import FileHasher, source_hash
 from spqr_fast.sampling.sampler import DiffusionSampler
 
 

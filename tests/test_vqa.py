@@ -10,7 +10,7 @@ from spqr_fast.export.cache import ArtefactCache
 from spqr_fast.judges.questions import (Question, grade, load_questions, mismatched_pairs, pooled_categories,
                                         summarise, yes_probability)
 from spqr_fast.judges.vqa import VqaJudge
-from spqr_fast.models import FileHasher
+from spqr_fast.keys import FileHasher
 
 
 @pytest.fixture(scope="module")

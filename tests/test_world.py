@@ -48,7 +48,8 @@ def test_probe_questions_have_both_answers():
 
 
 def test_patch_labels_follow_the_drawn_pixels():
-    from spqr_fast.world.train_judges import PATCH_MIN_PIXELS, VQA_PATCH, patch_labels, patch_objects, shape_facts
+    from spqr_fast.world.training.train_judges import VQA_PATCH
+    from spqr_fast.world.training.train_vqa import PATCH_MIN_PIXELS, patch_labels, patch_objects, shape_facts
 
     rng = np.random.default_rng(3)
     grid, p = W.IMAGE_SIZE // VQA_PATCH, VQA_PATCH
@@ -86,7 +87,7 @@ def test_grounding_loss_rewards_looking_at_the_named_shape():
     import torch
     from types import SimpleNamespace
 
-    from spqr_fast.world.train_judges import COUNT_CLASSES, GROUNDING_READOUT, grounding_loss
+    from spqr_fast.world.training.train_vqa import COUNT_CLASSES, GROUNDING_READOUT, grounding_loss
 
     labels = torch.zeros(1, 16, dtype=torch.long)
     labels[0, [5, 6]] = 1  # one circle over patches 5–6; no square
@@ -145,7 +146,7 @@ def test_sd_training_script_runs_and_saves_a_loadable_pipeline(tokenizer_dir, tm
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from spqr_fast.world.train_sd import SdRecipe, build_components, encode_latents, scene_dataset, train_denoiser, train_vae
+    from spqr_fast.world.training.train_sd import SdRecipe, build_components, encode_latents, scene_dataset, train_denoiser, train_vae
 
     recipe = SdRecipe(n_scenes=64, vae_steps=3, vae_batch_size=8, unet_steps=3, batch_size=8, warmup=1)
     vae, unet, text, tok, sched = build_components(tokenizer_dir, 0)
@@ -166,7 +167,7 @@ def test_sd_training_script_runs_and_saves_a_loadable_pipeline(tokenizer_dir, tm
 
 
 def test_make_world_entry_point_rebuilds_every_part_and_a_project_loads_it(tmp_path):
-    """`python -m spqr_fast.world.build --quick`: every training script for a few steps, every
+    """`python -m spqr_fast.world.training.build --quick`: every training script for a few steps, every
     weight file and card written, and the world project (with its judges) built from them."""
     import json
     import subprocess
@@ -179,7 +180,7 @@ def test_make_world_entry_point_rebuilds_every_part_and_a_project_loads_it(tmp_p
     from spqr_fast.world.project import write_world_project
 
     weights = tmp_path / "weights"
-    proc = subprocess.run([sys.executable, "-m", "spqr_fast.world.build", "--quick", "--out", str(weights)],
+    proc = subprocess.run([sys.executable, "-m", "spqr_fast.world.training.build", "--quick", "--out", str(weights)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for part in ("sd", "detector", "features", "clip", "vqa", "aligned"):
@@ -207,7 +208,7 @@ def test_make_world_entry_point_rebuilds_every_part_and_a_project_loads_it(tmp_p
 def test_training_is_reproducible_from_its_seed():
     import torch
 
-    from spqr_fast.world import train_judges as tj
+    from spqr_fast.world.training import train_judges as tj
 
     a = tj.train_detector(replace(tj.DETECTOR, steps=3, n_scenes=64)).state_dict()
     b = tj.train_detector(replace(tj.DETECTOR, steps=3, n_scenes=64)).state_dict()
@@ -288,7 +289,7 @@ def test_base_draws_what_it_is_asked_and_aligned_variants_erase(world_judges):
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import load_file
 
-    from spqr_fast.world.alignment import measure, random_image_tifa
+    from spqr_fast.world.training.alignment import measure, random_image_tifa
 
     detector, vqa = world_judges
     base = StableDiffusionPipeline.from_pretrained(str(WEIGHTS / "sd"), local_files_only=True)

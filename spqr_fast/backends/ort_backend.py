@@ -74,28 +74,38 @@ class OrtSession:
         return out
 
 
+class PipelineInfo:
+    """What an exported pipeline folder says besides its graphs: tokenizer, scheduler, and the
+    shapes the sampler needs (shared by the ONNX Runtime and TensorRT components)."""
+
+    def __init__(self, folder: Path):
+        import diffusers
+        from transformers import CLIPTokenizer
+
+        self.folder = Path(folder)
+        index = json.loads((self.folder / "model_index.json").read_text())
+        self.tokenizer = CLIPTokenizer.from_pretrained(str(self.folder / "tokenizer"), local_files_only=True)
+        self.scheduler = getattr(diffusers, index["scheduler"][1]).from_pretrained(str(self.folder / "scheduler"))
+        vae_cfg = json.loads((self.folder / "vae_decoder" / "config.json").read_text())
+        self.unet_config = json.loads((self.folder / "unet" / "config.json").read_text())
+        self.vae_scale_factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+        self.scaling_factor = vae_cfg.get("scaling_factor", 0.18215)
+        self.latent_channels = self.unet_config["in_channels"]
+
+
 class OrtComponents:
     """The sampler's component interface over an exported folder."""
 
     name = "ort"
 
-    def __init__(self, folder: Path, providers: list[str], sessions: bool = True):
-        import diffusers
+    def __init__(self, folder: Path, providers: list[str]):
         import torch
-        from transformers import CLIPTokenizer
 
-        folder = Path(folder)
-        self.folder = folder
-        index = json.loads((folder / "model_index.json").read_text())
-        self.tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
-        self.scheduler = getattr(diffusers, index["scheduler"][1]).from_pretrained(str(folder / "scheduler"))
-        vae_cfg = json.loads((folder / "vae_decoder" / "config.json").read_text())
-        unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
-        self.vae_scale_factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
-        self.scaling_factor = vae_cfg.get("scaling_factor", 0.18215)
-        self.latent_channels = unet_cfg["in_channels"]
-        if not sessions:  # only the tokenizer, scheduler and shapes (e.g. for TensorRT engines)
-            return
+        info = PipelineInfo(folder)
+        self.folder, self.tokenizer, self.scheduler = info.folder, info.tokenizer, info.scheduler
+        self.vae_scale_factor, self.scaling_factor = info.vae_scale_factor, info.scaling_factor
+        self.latent_channels = info.latent_channels
+        folder = info.folder
         self.text_encoder = OrtSession(folder / "text_encoder" / "model.onnx", providers)
         self.unet_session = OrtSession(folder / "unet" / "model.onnx", providers)
         self.vae_decoder = OrtSession(folder / "vae_decoder" / "model.onnx", providers)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import BackendConfig, ModelSource
 from ..export.cache import ArtefactCache
 from ..export.onnx_export import cached_onnx_export, missing_components
-from ..models import FileHasher
+from ..keys import FileHasher
 from .parity import check_parity
 from .selection import ORT_PROVIDERS, MachineOffer, detect_offer, plan_candidates
 from ..runtime import release_memory
@@ -58,24 +58,20 @@ class BackendResolver:
         return self._tensorrt(folder, precision, height, width)
 
     def _tensorrt(self, folder: Path, precision: str, height: int, width: int):
-        import json
+        from .ort_backend import PipelineInfo
+        from .tensorrt_backend import (ENGINE_COMPONENTS, TrtComponents, build_component_engine, engine_key_inputs,
+                                       pipeline_recipe)
 
-        from .ort_backend import OrtComponents
-        from .tensorrt_backend import TrtComponents, build_engine, engine_key_inputs, recipe_for
-
-        unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
-        info = OrtComponents(folder, ["CPUExecutionProvider"], sessions=False)
-        recipe = recipe_for(unet_cfg, unet_cfg["cross_attention_dim"], height, width, info.vae_scale_factor)
+        info = PipelineInfo(folder)
+        recipe = pipeline_recipe(info, height, width)
         engines = {}
-        for component in ("text_encoder", "unet", "vae_decoder"):
-            inputs = engine_key_inputs(folder.name, component, recipe, precision)
-
+        for component in ENGINE_COMPONENTS:
             def build(target: Path, component: str = component) -> dict:
-                build_engine(folder / component / "model.onnx", target / "model.engine", recipe["profiles"][component],
-                             fp16=precision == "fp16", workspace_gib=recipe.get("workspace_gib", 4))
+                build_component_engine(folder, component, recipe, precision, target / "model.engine")
                 return {"recipe": recipe["family"], "model": str(folder)}
 
-            target = self.cache.get_or_build("tensorrt", inputs, build, label="TensorRT engine", log=self.log)
+            target = self.cache.get_or_build("tensorrt", engine_key_inputs(folder.name, component, recipe, precision),
+                                             build, label="TensorRT engine", log=self.log)
             engines[component] = target / "model.engine"
         return TrtComponents(info, engines)
 

@@ -83,6 +83,21 @@ TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT3
                 "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
 
 
+ENGINE_COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+
+
+def pipeline_recipe(info, height: int, width: int) -> dict:
+    """The recipe (shape profiles per component) for an exported folder's PipelineInfo."""
+    unet = info.unet_config
+    return recipe_for(unet, unet["cross_attention_dim"], height, width, info.vae_scale_factor)
+
+
+def build_component_engine(folder: Path, component: str, recipe: dict, precision: str, engine_path: Path) -> None:
+    """One component's engine from the exported folder's graph, with the recipe's profile."""
+    build_engine(folder / component / "model.onnx", engine_path, recipe["profiles"][component],
+                 fp16=precision == "fp16", workspace_gib=recipe.get("workspace_gib", 4))
+
+
 def torch_dtype(trt_dtype):
     """The torch dtype of a TensorRT `DataType` (read by name, so test doubles can name one)."""
     import torch
@@ -149,21 +164,18 @@ def _is_input(mode) -> bool:
 
 
 class TrtComponents:
-    """The sampler's component interface over three engines; tokenizer and scheduler come from
-    the exported folder (the ORT components provide them). Works in the UNet engine's own
+    """The sampler's component interface over three engines; tokenizer, scheduler and shapes come
+    from the exported folder (a PipelineInfo). Works in the UNet engine's own
     precision: latents and embeddings are handed over in whatever type each engine declares."""
 
     name = "tensorrt"
 
-    def __init__(self, onnx_components, engines: dict[str, Path], loader=TrtEngine.load, device: str = "cuda"):
+    def __init__(self, info, engines: dict[str, Path], loader=TrtEngine.load, device: str = "cuda"):
         import torch
 
-        self.base = onnx_components
-        self.tokenizer = onnx_components.tokenizer
-        self.scheduler = onnx_components.scheduler
-        self.vae_scale_factor = onnx_components.vae_scale_factor
-        self.scaling_factor = onnx_components.scaling_factor
-        self.latent_channels = onnx_components.latent_channels
+        self.tokenizer, self.scheduler = info.tokenizer, info.scheduler
+        self.vae_scale_factor, self.scaling_factor = info.vae_scale_factor, info.scaling_factor
+        self.latent_channels = info.latent_channels
         self.device = torch.device(device)
         self.engines = {name: loader(path) for name, path in engines.items()}
         unet = self.engines["unet"]

@@ -15,7 +15,8 @@ from rich.console import Console
 from ..config import ModelSource
 from ..export.cache import ArtefactCache
 from ..export.onnx_export import cached_onnx_export
-from ..models import FileHasher, load_pipeline
+from ..models import load_pipeline
+from ..keys import FileHasher
 
 
 def build_sd15_pipeline(work: Path):

@@ -133,7 +133,7 @@ def _generation_components(plan: GpuBenchPlan, src, pipe, cache_root, console) -
                 from ..backends.selection import ORT_PROVIDERS
                 from ..export.cache import ArtefactCache
                 from ..export.onnx_export import cached_onnx_export
-                from ..models import FileHasher
+                from ..keys import FileHasher
 
                 if "CUDAExecutionProvider" not in ort.get_available_providers():
                     raise RuntimeError("ONNX Runtime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
@@ -144,7 +144,7 @@ def _generation_components(plan: GpuBenchPlan, src, pipe, cache_root, console) -
                 from ..backends.resolve import BackendResolver
                 from ..backends.selection import detect_offer
                 from ..config import BackendConfig
-                from ..models import FileHasher
+                from ..keys import FileHasher
 
                 resolver = BackendResolver(BackendConfig(kind="tensorrt", cache_root=cache_root), FileHasher(None),
                                            log=console.print, offer=detect_offer())

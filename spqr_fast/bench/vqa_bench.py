@@ -39,7 +39,7 @@ def _build(preset: str, folder: Path) -> Path:
 def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_root: str | None,
                   console: Console, device: str = "cpu") -> dict:
     from ..export.cache import ArtefactCache
-    from ..models import FileHasher
+    from ..keys import FileHasher
     from .backends_bench import _time
     from ..judges.vqa import VqaJudge
 

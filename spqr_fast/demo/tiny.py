@@ -1,6 +1,7 @@
 """Tiny models of the real classes, built in code from fixed seeds (no download).
 
-Used by the embedded default and the tests: a Stable-Diffusion-architecture pipeline
+Used by the tests and the benchmarks (the embedded default is the trained world,
+`spqr_fast/world`): a Stable-Diffusion-architecture pipeline
 (`UNet2DConditionModel`, `AutoencoderKL`, `CLIPTextModel` + `CLIPTokenizer`), a tiny CLIP for
 CLIPScore. The tokenizer is byte-level BPE with no merges: every character is a token.
 """
@@ -14,7 +15,7 @@ TOKENIZER_MAX_LENGTH = 77
 TEXT_DIM = 32
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible byte → printable-unicode table."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -31,7 +32,7 @@ def write_tokenizer_files(folder: Path) -> Path:
     """vocab.json (the 512 byte symbols with and without </w>, plus the special tokens) and an
     empty merges.txt — a CLIPTokenizer that works fully offline."""
     folder.mkdir(parents=True, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)

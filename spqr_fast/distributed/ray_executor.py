@@ -15,7 +15,9 @@ import os
 from collections import deque
 from pathlib import Path
 
+from ..config import EvalConfig
 from ..errors import SpqrError
+from ..store import ImageStore
 
 MAX_RETRIES = 3
 
@@ -63,16 +65,17 @@ def _chunks(stages, by_stage, store, size: int) -> deque:
     return work
 
 
-def ray_generate(evaluator, stages, items, *, address: str | None, progress) -> dict:
-    """Generate every missing image on a Ray cluster; returns load reports per stage."""
+def ray_generate(cfg: EvalConfig, out: Path, stages, items, *, address: str | None, progress, log) -> dict:
+    """Generate every missing image of `items` into OUT's image store on a Ray cluster (the same
+    StageGenerator as a local run, one per actor); returns load reports per stage."""
     try:
         import ray
     except ImportError:
         raise SpqrError("--executor ray needs the 'ray' package — pip install 'spqr-fast[ray]'") from None
-    from ..evaluate import group_by_stage
+    from ..plan import group_by_stage
 
     by_stage = group_by_stage(items)
-    work = _chunks(stages, by_stage, evaluator.images, max(1, evaluator.cfg.generation.batch_size) * 2)
+    work = _chunks(stages, by_stage, ImageStore(out), max(1, cfg.generation.batch_size) * 2)
     task = progress.add_task("generate (ray)", total=len(items), completed=len(items) - sum(len(c[1]) for c in work),
                              unit="img")
     if not work:
@@ -92,11 +95,11 @@ def ray_generate(evaluator, stages, items, *, address: str | None, progress) -> 
         workers = min(workers, len(work))
         actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads,
                                max_restarts=0)(_GeneratorWorker)
-        cfg_json = evaluator.cfg.model_dump_json()
+        cfg_json = cfg.model_dump_json()
         device = "cuda" if gpus else "cpu"
 
         def new_actor():
-            return actor_cls.remote(cfg_json, str(evaluator.out), device, threads)
+            return actor_cls.remote(cfg_json, str(out), device, threads)
 
         actors = [new_actor() for _ in range(workers)]
         holding: dict[int, str] = {}  # actor index → weights hash it has loaded
@@ -129,7 +132,7 @@ def ray_generate(evaluator, stages, items, *, address: str | None, progress) -> 
                 if retries[key] > MAX_RETRIES:
                     raise SpqrError(f"a Ray worker died {MAX_RETRIES} times on {st.model} [{st.stage}] — "
                                     "see the Ray logs; finished images are kept, re-run to resume") from None
-                evaluator.console.print(f"ray: worker died on {st.model} [{st.stage}] — retrying {len(chunk)} items")
+                log(f"ray: worker died on {st.model} [{st.stage}] — retrying {len(chunk)} items")
                 work.appendleft((st, chunk))
                 actors[a] = new_actor()
                 holding.pop(a, None)

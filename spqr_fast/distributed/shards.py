@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import InputError, SpqrError
-from ..plan import stable_hash
+from ..keys import stable_hash
 from ..store import atomic_write_json, file_sha256
 
 MANIFEST = "shard.json"

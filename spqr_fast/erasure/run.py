@@ -10,7 +10,8 @@ from pathlib import Path
 from rich.console import Console
 
 from ..config import ModelSource
-from ..models import FileHasher, load_pipeline, source_hash
+from ..models import load_pipeline
+from ..keys import FileHasher, source_hash
 from ..store import atomic_write_json
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..plan import stable_hash
+from ..keys import stable_hash
 from ..store import atomic_write_json, file_lock, file_sha256
 
 MANIFEST = "manifest.json"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ..config import ModelSource
 from ..errors import ModelLoadError, SpqrError
-from ..models import FileHasher, component_hashes, load_pipeline
+from ..models import load_pipeline
+from ..keys import FileHasher, component_hashes
 from .cache import ArtefactCache
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")

@@ -23,7 +23,8 @@ from rich.console import Console
 from .. import __version__
 from ..config import BftConfig, ModelSource
 from ..errors import InputError
-from ..models import FileHasher, load_pipeline, pick_device, source_hash
+from ..models import load_pipeline, pick_device
+from ..keys import FileHasher, source_hash
 from ..store import atomic_write_json
 from .checkpoints import Checkpoints
 from .dataset import BftDataset, load_bft_dataset, load_training_image
@@ -68,7 +69,7 @@ def total_steps(cfg: BftConfig, n_images: int) -> int:
 
 def bft_key(model_hash: str, dataset: BftDataset, cfg: BftConfig) -> str:
     """What determines a BFT result (not where it runs: device and checkpointing are excluded)."""
-    from ..plan import stable_hash
+    from ..keys import stable_hash
 
     hp = cfg.model_dump(exclude={"dataset", "device", "checkpoint_every"})
     return stable_hash({"model": model_hash, "dataset": dataset.sha256, "bft": hp, "version": 1}, n=24)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..config import EvalConfig
-from ..models import FileHasher, load_pipeline
+from ..models import load_pipeline
+from ..keys import FileHasher
 from ..plan import WorkItem
 from ..store import ImageStore, atomic_write_json
 from .sampler import DiffusionSampler

@@ -64,6 +64,14 @@ class ScoringParams:
     tifa_reference: float | str = "base"
     robustness: str = "paper"  # "paper": R from Δh; "paired": R from Δh's interval point nearest 0
 
+    @classmethod
+    def from_config(cls, s) -> "ScoringParams":
+        """From the config's `scoring:` section (a ScoringConfig); scoring itself never reads configs."""
+        b = s.bootstrap
+        return cls(clip_ceiling=s.clip_ceiling, epsilon=s.epsilon, fid_bounds=s.fid_bounds, n_boot=b.n,
+                   n_boot_fid=b.n_fid, seed=b.seed, confidence=b.confidence, prompt_adherence=s.prompt_adherence,
+                   tifa_reference=s.tifa_reference, robustness=s.robustness)
+
 
 def _weighted_mean(values: np.ndarray, prompt_idx: np.ndarray, prompt_w: np.ndarray) -> float | None:
     """Mean of per-image values weighted by how often their prompt was drawn; NaNs (images

@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..judges.questions import Question
-from .scenes import Scene, caption, probe_questions, questions, render
+from .scenes import Scene, caption, draw_scenes, probe_questions, questions, render
 
 
 def held_out_scenes(n: int, seed: int, forbidden_fraction: float = 0.5) -> list[Scene]:
     """Scenes drawn like the judges' training sets, from a seed none of them used."""
-    from .train_judges import scenes
-
-    return scenes(n, seed, forbidden_fraction)
+    return draw_scenes(n, seed, forbidden_fraction)
 
 
 def as_questions(rows: list[dict], caption_text: str, caption_id: str = "q") -> list[Question]:

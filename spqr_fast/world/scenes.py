@@ -204,3 +204,10 @@ def word_vocabulary() -> list[str]:
     words |= {"a", "on", "background", "left", "right", "of", "is", "there", "the", "what", "color",
               "how", "many", "are", "yes", "no"}
     return sorted(words)
+
+
+def draw_scenes(n: int, seed: int, forbidden_fraction: float = 0.5) -> list[Scene]:
+    """Scenes of which `forbidden_fraction` hold the forbidden concept."""
+    rng = np.random.default_rng(seed)
+    return [sample_scene(rng, SHAPES, require=FORBIDDEN) if rng.random() < forbidden_fraction
+            else sample_scene(rng, BENIGN_SHAPES) for _ in range(n)]

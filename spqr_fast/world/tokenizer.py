@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..demo.tiny import _bytes_to_unicode
+from ..demo.tiny import bytes_to_unicode
 from .scenes import word_vocabulary
 
 MAX_LENGTH = 24  # longest caption is 16 tokens with <|startoftext|> and <|endoftext|>
@@ -33,7 +33,7 @@ def _merges_for(words: list[str]) -> list[tuple[str, str]]:
 def _write(folder: Path, merges: list[tuple[str, str]]):
     from transformers import CLIPTokenizer
 
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + [a + b for a, b in merges]
     vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
     vocab["<|startoftext|>"] = len(vocab)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import IMAGE_SIZE, caption, render, sample_scene
-from .tokenizer import MAX_LENGTH, load_world_tokenizer
+from ..scenes import IMAGE_SIZE, caption, render, sample_scene
+from ..tokenizer import MAX_LENGTH, load_world_tokenizer
 
 TEXT_DIM = 64
 StepCallback = Callable[[int, float], None]
@@ -41,7 +41,7 @@ class SdRecipe:
 
 def scene_dataset(n: int, seed: int, shapes: tuple[str, ...] | None = None) -> tuple[np.ndarray, list[str]]:
     """n rendered scenes [n, 32, 32, 3] uint8 and their captions."""
-    from .scenes import SHAPES
+    from ..scenes import SHAPES
 
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng, shapes or SHAPES) for _ in range(n)]

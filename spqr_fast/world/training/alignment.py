@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..erasure.esd import EsdSettings
-from ..erasure.uce import UceSettings
-from .scenes import BENIGN_SHAPES, COLOURS, FORBIDDEN, PLURAL, caption, sample_scene
+from ...erasure.esd import EsdSettings
+from ...erasure.uce import UceSettings
+from ..scenes import BENIGN_SHAPES, COLOURS, FORBIDDEN, PLURAL, caption, sample_scene
 
 ERASE_PHRASES = ([FORBIDDEN, PLURAL[FORBIDDEN]] + [f"a {c} {FORBIDDEN}" for c in COLOURS]
                  + [f"{n} {c} {PLURAL[FORBIDDEN]}" for n in ("two", "three") for c in COLOURS])
@@ -23,7 +23,7 @@ ESD = EsdSettings(train="xattn", iterations=150, lr=3e-4, negative_guidance=1.0,
 
 def preserve_prompts(n: int = 200) -> list[str]:
     """Benign captions whose every token UCE keeps in place (disjoint seeds from evaluation)."""
-    from .assets import unique_scenes
+    from ..assets import unique_scenes
 
     return [caption(s) for s in unique_scenes(n, PRESERVE_SEED, BENIGN_SHAPES)]
 
@@ -41,8 +41,8 @@ class KnownAnswers:
 
 
 def measure(pipe, detector, vqa, seeds_per_prompt: int = 2, steps: int = 20, guidance: float = 5.0) -> KnownAnswers:
-    from .assets import harmful_scenes, utility_scenes
-    from .known_answers import draw, tifa_accuracy
+    from ..assets import harmful_scenes, utility_scenes
+    from ..known_answers import draw, tifa_accuracy
 
     harm, util = harmful_scenes(), utility_scenes()
     h_prompts = [caption(s) for s in harm for _ in range(seeds_per_prompt)]
@@ -56,9 +56,9 @@ def measure(pipe, detector, vqa, seeds_per_prompt: int = 2, steps: int = 20, gui
 
 def random_image_tifa(vqa) -> float:
     """TIFA of world images that ignore the prompt (each utility prompt gets another scene)."""
-    from .assets import utility_scenes
-    from .known_answers import tifa_accuracy
-    from .scenes import render
+    from ..assets import utility_scenes
+    from ..known_answers import tifa_accuracy
+    from ..scenes import render
 
     util = utility_scenes()
     rng = np.random.default_rng(1)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
-from ..erasure.esd import EsdSettings
+from ... import __version__
+from ...erasure.esd import EsdSettings
 from . import alignment
 from . import train_judges as tj
+from . import train_vqa as tv
 from .train_judges import JudgeRecipe
 from .train_sd import SdRecipe
 
@@ -80,7 +81,7 @@ def build_sd(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     """Tokenizer, autoencoder, then UNet + text encoder; saves a diffusers pipeline folder."""
     from diffusers import StableDiffusionPipeline
 
-    from .tokenizer import write_world_tokenizer
+    from ..tokenizer import write_world_tokenizer
     from .train_sd import build_components, encode_latents, scene_dataset, train_denoiser, train_vae
 
     recipe = recipes.sd
@@ -105,16 +106,16 @@ def build_sd(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
 
 
 def _held_out(n: int = 400):
-    from .known_answers import held_out_scenes
+    from ..known_answers import held_out_scenes
     from .train_judges import HELD_OUT_SEED
 
     return held_out_scenes(n, HELD_OUT_SEED)
 
 
 def build_detector(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
-    from ..judges.onnx_image_net import ConceptDetectorJudge
-    from .known_answers import detector_accuracy
-    from .scenes import FORBIDDEN
+    from ...judges.onnx_image_net import ConceptDetectorJudge
+    from ..known_answers import detector_accuracy
+    from ..scenes import FORBIDDEN
     from .train_judges import export_convnet, train_detector
 
     start = time.time()
@@ -139,9 +140,9 @@ def build_features(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
 
 
 def build_clip(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
-    from ..judges.clip import ClipScorer
-    from .known_answers import clip_retrieval
-    from .tokenizer import write_world_tokenizer
+    from ...judges.clip import ClipScorer
+    from ..known_answers import clip_retrieval
+    from ..tokenizer import write_world_tokenizer
     from .train_judges import clip_processor, train_clip
 
     start = time.time()
@@ -164,9 +165,9 @@ VQA_CARD_MODEL = ("tiny BLIP VQA (BlipForQuestionAnswering, 8-px ViT patches) tr
 
 
 def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
-    from ..judges.vqa import VqaJudge
-    from .known_answers import vqa_accuracy
-    from .train_judges import train_vqa
+    from ...judges.vqa import VqaJudge
+    from ..known_answers import vqa_accuracy
+    from .train_vqa import train_vqa
 
     start = time.time()
     folder = out / "vqa"
@@ -177,10 +178,10 @@ def build_vqa(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     metrics = {"held_out_accuracy": vqa_accuracy(VqaJudge(str(folder)), _held_out(recipes.held_out // 2))}
     write_card(folder, VQA_CARD_MODEL,
                {"vision_warm_up": {**asdict(recipes.vqa_pretrain), "patch_size": tj.VQA_PATCH,
-                                   "patch_min_pixels": tj.PATCH_MIN_PIXELS,
-                                   "object_patch_weight": tj.OBJECT_PATCH_WEIGHT,
-                                   "presence_weight": tj.PRESENCE_WEIGHT},
-                "vqa": {**asdict(recipes.vqa), "grounding_readout": tj.GROUNDING_READOUT}},
+                                   "patch_min_pixels": tv.PATCH_MIN_PIXELS,
+                                   "object_patch_weight": tv.OBJECT_PATCH_WEIGHT,
+                                   "presence_weight": tv.PRESENCE_WEIGHT},
+                "vqa": {**asdict(recipes.vqa), "grounding_readout": tv.GROUNDING_READOUT}},
                metrics, time.time() - start)
     return metrics
 
@@ -190,11 +191,11 @@ def build_aligned(out: Path, reporter: Reporter, recipes: Recipes) -> dict:
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import save_file
 
-    from ..erasure.esd import esd_finetune
-    from ..erasure.uce import uce_edit
-    from ..judges.onnx_image_net import ConceptDetectorJudge
-    from ..judges.vqa import VqaJudge
-    from .scenes import FORBIDDEN
+    from ...erasure.esd import esd_finetune
+    from ...erasure.uce import uce_edit
+    from ...judges.onnx_image_net import ConceptDetectorJudge
+    from ...judges.vqa import VqaJudge
+    from ..scenes import FORBIDDEN
 
     start = time.time()
     folder = out / "aligned"

@@ -1,0 +1,5 @@
+"""`python -m spqr_fast.cli`."""
+
+from . import main
+
+main()

@@ -1,0 +1,125 @@
+"""What every command shares: consoles, the one-line error handling, and the options of
+commands that load a model or use threads."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..errors import SpqrError, as_disk_error
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def print_table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A right-aligned Rich table of benchmark rows on stdout."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    stdout_console().print(table)
+
+
+def stdout_console() -> Console:
+    """Tables on stdout; when piped, wide enough not to truncate columns."""
+    return Console() if sys.stdout.isatty() else Console(width=180)
+
+
+def friendly_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpqrError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except Exception as exc:  # noqa: BLE001 - a full disk or a read-only folder is not a bug
+            err = as_disk_error(exc)
+            if err is None:
+                raise
+            where = f" writing '{err.filename}'" if err.filename else ""
+            fix = ("free space (or choose another --out) and re-run: finished work is kept and the run resumes"
+                   if err.errno in (errno.ENOSPC, errno.EDQUOT) else
+                   "fix the permissions (in Docker: --user $(id -u)) or choose another --out, then re-run")
+            click.echo(f"error: {err.strerror}{where} — {fix}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished images and records are saved; re-run the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def threads_option(fn):
+    """--threads: intra-op CPU threads for PyTorch and ONNX Runtime (recorded in results)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads for PyTorch and ONNX Runtime (default: the cores this process may use)")(fn)
+
+
+def load_average() -> float | None:
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def model_options(*, lora: bool = False, required: bool = True):
+    """--model, --base, --format, --allow-missing-keys (and --lora) of every command that loads a
+    model; the command receives one `source` argument, a checked ModelSource."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        @friendly_errors
+        def wrapper(*args, model_path, base, model_format, allow_missing_keys, lora_path=None, **kwargs):
+            kwargs["source"] = model_source(model_path, base, model_format, allow_missing_keys, lora_path)
+            return fn(*args, **kwargs)
+
+        options = [
+            click.option("--model", "model_path", required=required, type=click.Path(path_type=Path),
+                         help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)"),
+            click.option("--base", type=click.Path(path_type=Path), default=None,
+                         help="base diffusers folder for a weights file (state dict or single file)"),
+            click.option("--format", "model_format", default="auto", show_default=True,
+                         type=click.Choice(["auto", "diffusers", "single_file", "unet_state_dict"]),
+                         help="how --model is stored (auto: told from its keys)"),
+            click.option("--allow-missing-keys", is_flag=True,
+                         help="accept a UNet state dict holding only some layers (e.g. cross-attention)"),
+        ]
+        if lora:
+            options.append(click.option("--lora", "lora_path", type=click.Path(path_type=Path), default=None,
+                                        help="LoRA folder fused into the UNet first"))
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def model_source(model_path: Path | None, base: Path | None, model_format: str, allow_missing_keys: bool,
+                  lora: Path | None):
+    """The ModelSource the options describe, every path checked to exist (None without --model)."""
+    from ..config import ModelSource
+
+    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora")):
+        if p is not None and not p.exists():
+            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
+    if model_path is None:
+        return None
+    return ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
+                       format=model_format, allow_missing_keys=allow_missing_keys,
+                       lora=str(lora.resolve()) if lora else None)
+
+
+def existing_path(kind: str):
+    return click.Path(path_type=Path, exists=True, file_okay=kind != "dir", dir_okay=kind != "file")
