@@ -99,33 +99,18 @@ class ClipScorer:
         self.batch_size = batch_size
         self.model, self.processor = load_clip(path, device)
         self.towers: OrtClipTowers | None = None
-        self.backend_report: dict = {"requested": backend, "chosen": "torch"}
-        if backend in ("auto", "ort"):
-            self._try_ort(cache, hasher, log, tolerance)
-
-    def _try_ort(self, cache, hasher, log, tolerance: float) -> None:
-        import onnxruntime as ort
-
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        try:
-            towers = OrtClipTowers(export_clip(self.path, cache, hasher, log), providers)
-        except Exception as err:  # noqa: BLE001 - any failure: stay on torch and say why
-            why = str(err).splitlines()[0] if str(err) else type(err).__name__
-            log(f"CLIP on ONNX Runtime skipped: build failed: {why}")
-            self.backend_report["skipped"] = f"build failed: {why}"
-            return
         rng = np.random.default_rng(0)
         probe = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
         texts = ["a photo of a cat", "a red bus"]
-        reference = self._score_torch(probe, texts)
-        self.towers = towers
-        error = float(np.abs(self._score_ort(probe, texts) - reference).max())
-        if error > tolerance:
-            self.towers = None
-            log(f"CLIP on ONNX Runtime skipped: parity failed: error {error:.2e} > tolerance {tolerance:.0e}")
-            self.backend_report.update(skipped=f"parity failed ({error:.2e})")
-            return
-        self.backend_report.update(chosen="ort", providers=towers.providers, parity_error=error)
+
+        def parity_error(towers) -> float:
+            return float(np.abs(self._score_ort(probe, texts, towers) - self._score_torch(probe, texts)).max())
+
+        from ..backends.judge_backend import accelerate_judge
+
+        self.towers, self.backend_report = accelerate_judge(
+            "CLIP", backend, lambda providers: OrtClipTowers(export_clip(self.path, cache, hasher, log), providers),
+            parity_error, tolerance, log)
 
     def identity(self, hasher) -> dict:
         # The backend is not part of the identity: both compute the same score (parity-checked).
@@ -136,10 +121,10 @@ class ClipScorer:
         tx = text_embeddings(self.model, self.processor, texts, self.device)
         return (im * tx).sum(-1).cpu().numpy()
 
-    def _score_ort(self, images, texts) -> np.ndarray:
+    def _score_ort(self, images, texts, towers=None) -> np.ndarray:
         pixels = self.processor(images=list(images), return_tensors="np")["pixel_values"]
         tok = self.processor(text=list(texts), return_tensors="np", padding=True, truncation=True)
-        im, tx = self.towers.embeddings(pixels, tok["input_ids"], tok["attention_mask"])
+        im, tx = (towers or self.towers).embeddings(pixels, tok["input_ids"], tok["attention_mask"])
         return (im * tx).sum(-1)
 
     def score(self, images: list[np.ndarray], texts: list[str]) -> np.ndarray:

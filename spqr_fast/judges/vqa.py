@@ -204,35 +204,20 @@ class VqaJudge:
         self.bos_id = blip.config.text_config.bos_token_id
         self.sep_id = tok.sep_token_id
         self.graphs = _TorchGraphs(blip, device)
-        self.backend_report: dict = {"requested": backend, "chosen": "torch"}
-        if backend in ("auto", "ort"):
-            self._try_ort(cache, hasher, log, tolerance)
 
-    # ---- backend ---------------------------------------------------------------------------
-    def _try_ort(self, cache, hasher, log, tolerance: float) -> None:
-        import onnxruntime as ort
-
+        from ..backends.judge_backend import accelerate_judge
         from ..export.onnx_export import _version
 
-        inputs = {"weights": hasher.tree(Path(self.path)), "component": "blip-vqa", "graphs": 3,
-                  "optimum": _version("optimum-onnx"), "onnx": _version("onnx"), "torch": _version("torch")}
-        try:
+        def build(providers: list[str]):
+            inputs = {"weights": hasher.tree(Path(self.path)), "component": "blip-vqa", "graphs": 3,
+                      "optimum": _version("optimum-onnx"), "onnx": _version("onnx"), "torch": _version("torch")}
             folder = cache.get_or_build("onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp) or {"model": str(self.path)},
                                         label="VQA artefact", log=log)
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-            graphs = _OrtGraphs(folder, providers)
-        except Exception as err:  # noqa: BLE001 - stay on torch and say why
-            why = str(err).splitlines()[0] if str(err) else type(err).__name__
-            log(f"VQA judge on ONNX Runtime skipped: build failed: {why}")
-            self.backend_report["skipped"] = f"build failed: {why}"
-            return
-        error = self.parity_error(graphs)
-        if error > tolerance:
-            log(f"VQA judge on ONNX Runtime skipped: parity failed: error {error:.2e} > tolerance {tolerance:.0e}")
-            self.backend_report["skipped"] = f"parity failed ({error:.2e})"
-            return
-        self.graphs = graphs
-        self.backend_report.update(chosen="ort", providers=graphs.providers, parity_error=error)
+            return _OrtGraphs(folder, providers)
+
+        graphs, self.backend_report = accelerate_judge("VQA judge", backend, build, self.parity_error, tolerance, log)
+        if graphs is not None:
+            self.graphs = graphs
 
     def parity_error(self, candidate) -> float:
         """Max relative error of the candidate's three graphs against torch on probe inputs."""
