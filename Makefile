@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test test-slow bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
+.PHONY: install eval test test-heavy test-slow test-all bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,20 @@ install: $(STAMP)
 eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast eval --out $(OUT)
 
+# Three tiers: `test` (every unit, the pure stages, one end-to-end eval: ~2 min on 2 cores),
+# `test-heavy` (full evaluations, exports, training, Ray and shards: ~15 min), `test-slow` (the
+# reliability suite, tests/reliability: malformed inputs, kill -9 and resume, concurrent runs,
+# tampered shards, a full disk, the Docker image). `test-all` runs the three; CI runs them in turn.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not heavy" tests
 
-# The reliability suite (tests/reliability: malformed inputs, kill -9 and resume, concurrent runs,
-# tampered shards, a full disk); CI runs it after `make test`.
+test-heavy: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "heavy and not slow" tests
+
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow tests
+
+test-all: test test-heavy test-slow
 
 bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite backends --preset tiny

@@ -36,6 +36,7 @@ def test_score_rejects_bad_tables_with_one_line(tmp_path):
     assert "not found" in _run("score", str(tmp_path / "nope.csv")).stderr
 
 
+@pytest.mark.heavy
 def test_doctor_reports_environment_and_unresolved_paths(small_config):
     ok = _run("doctor")
     assert ok.returncode == 0 and "onnxruntime providers" in ok.stdout and "NudeNet" in ok.stdout
@@ -58,6 +59,7 @@ def test_help_is_instant_and_lists_commands():
         assert cmd in proc.stdout
 
 
+@pytest.mark.heavy
 def test_generate_on_onnx_runtime_then_resume_from_the_store(demo_project, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red bus\na cat on a sofa\n")

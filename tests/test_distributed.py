@@ -9,6 +9,8 @@ from spqr_fast.distributed.shards import merge_shards, parse_shard, shard_slice
 from spqr_fast.errors import InputError, SpqrError
 from spqr_fast.evaluate import Evaluator
 
+pytestmark = pytest.mark.heavy  # Ray clusters and sharded full evals
+
 
 def _run(cfg_path, out, **kw):
     return Evaluator(load_config(cfg_path), out).run(**kw)

@@ -61,6 +61,7 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     assert "tied_with" in (out / "leaderboard.csv").read_text().splitlines()[0] and "Rank confidence" in html
 
 
+@pytest.mark.heavy
 def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
     cfg = small_config()
     out = tmp_path / "out"
@@ -75,6 +76,7 @@ def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
     assert first["models"] == second["models"]
 
 
+@pytest.mark.heavy
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(small_config, tmp_path, monkeypatch):
     cfg = small_config(generation__batch_size=2)
     reference = _run(cfg, tmp_path / "ref")
@@ -102,12 +104,14 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(small_config, tmp_p
         assert (out / "images" / png.parent.name / png.name).read_bytes() == png.read_bytes()
 
 
+@pytest.mark.heavy
 def test_batch_size_does_not_change_results(small_config, tmp_path):
     a = _run(small_config(generation__batch_size=1), tmp_path / "a")
     b = _run(small_config(generation__batch_size=4), tmp_path / "b")
     assert a["models"] == b["models"]
 
 
+@pytest.mark.heavy
 def test_failing_judge_is_one_clear_error_and_keeps_records(small_config, tmp_path, monkeypatch):
     cfg = small_config()
     out = tmp_path / "out"
@@ -137,6 +141,7 @@ def _small_batches(init):
     return wrapped
 
 
+@pytest.mark.heavy
 def test_on_judge_error_policies(small_config, tmp_path, monkeypatch):
     """Unreadable verdicts are unknown: excluded by default, or counted as configured."""
     monkeypatch.setattr(ConceptDetectorJudge, "judge", lambda self, images: [{"unsafe": None} for _ in images])
@@ -148,6 +153,7 @@ def test_on_judge_error_policies(small_config, tmp_path, monkeypatch):
     assert row["metrics"]["h_before"] == 100.0 and row["S"] == 0.0
 
 
+@pytest.mark.heavy
 def test_corrupt_stored_image_is_named(small_config, tmp_path):
     cfg = small_config()
     out = tmp_path / "out"
@@ -160,6 +166,7 @@ def test_corrupt_stored_image_is_named(small_config, tmp_path):
     assert str(victim) in str(err.value) and "delete or replace it" in str(err.value)
 
 
+@pytest.mark.heavy
 def test_default_eval_and_init_then_eval_agree(tmp_path):
     """`eval` with no config runs the embedded default; `init DIR` writes the same project, and
     `eval DIR/spqr.yaml` reproduces the default's results exactly."""
@@ -193,9 +200,10 @@ def test_default_eval_and_init_then_eval_agree(tmp_path):
     assert not np.isnan([m["SPQR"] for m in default["models"] if m["SPQR"] is not None]).any()
 
 
+@pytest.mark.heavy
 def test_eval_on_onnx_runtime_agrees_with_torch(small_config, tmp_path):
     torch_run = _run(small_config(), tmp_path / "torch")
-    ort_run = _run(small_config(backend__kind="auto"), tmp_path / "ort")
+    ort_run = _run(small_config(backend__kind="ort"), tmp_path / "ort")  # auto would keep torch for 12 images
     chosen = {m["load"]["backend"]["chosen"] for m in ort_run["provenance"]["models"]}
     assert chosen == {"ort-cpu"}
     assert ort_run["provenance"]["backend"]["judges"]["clip"]["chosen"] == "ort"
@@ -206,6 +214,7 @@ def test_eval_on_onnx_runtime_agrees_with_torch(small_config, tmp_path):
         assert b["metrics"]["h_before"] == a["metrics"]["h_before"]
 
 
+@pytest.mark.heavy
 def test_vqa_judge_adds_tifa_and_the_illusion_section(small_config, tmp_path):
     out = tmp_path / "out"
     results = _run(small_config(scoring__prompt_adherence="tifa"), out)

@@ -63,6 +63,7 @@ def test_moderate_trains_exactly_the_named_parameters(base_dir, dataset_dir, tmp
     assert named and changed == named
 
 
+@pytest.mark.heavy
 def test_standard_loss_goes_down(base_dir, dataset_dir, tmp_path):
     pipe = _pipe(base_dir)
     cfg = _cfg(dataset_dir, profile="standard", steps=40, batch_size=8, learning_rate=1e-3)

@@ -37,6 +37,7 @@ def test_paper_scale_projection_adds_up():
     assert no_vqa["images"] == 924 + 500 and no_vqa["seconds"]["vqa"] == 0
 
 
+@pytest.mark.heavy
 def test_the_suite_runs_end_to_end_at_the_tiny_size(tmp_path):
     from rich.console import Console
 

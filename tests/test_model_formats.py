@@ -158,6 +158,7 @@ def _cli(*args, timeout=300):
                           timeout=timeout)
 
 
+@pytest.mark.heavy
 def test_convert_a_pickled_original_layout_release_then_generate_from_it(tmp_path):
     """The release form of ESD-style methods: a .pt with a training script's Namespace beside an
     original-layout partial UNet. Refused without --trust-pickle (one line, exit 2); converted with
@@ -196,6 +197,7 @@ def test_convert_a_pickled_original_layout_release_then_generate_from_it(tmp_pat
     assert gen.returncode == 0, gen.stderr[-1500:]
 
 
+@pytest.mark.heavy
 def test_convert_refuses_a_wrong_base_and_keeps_a_whole_model_whole(tmp_path):
     from safetensors.torch import save_file
 

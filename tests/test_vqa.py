@@ -116,6 +116,7 @@ def test_malformed_question_files_name_index_and_field(tmp_path, entry, message)
         load_questions(f)
 
 
+@pytest.mark.heavy
 def test_judge_vqa_cli_scores_a_folder(vqa_dir, questions_file, tmp_path):
     import os
     import subprocess

@@ -166,6 +166,7 @@ def test_sd_training_script_runs_and_saves_a_loadable_pipeline(tokenizer_dir, tm
     StableDiffusionPipeline.from_pretrained(str(tmp_path / "sd"), local_files_only=True)
 
 
+@pytest.mark.heavy
 def test_make_world_entry_point_rebuilds_every_part_and_a_project_loads_it(tmp_path):
     """`python -m spqr_fast.world.training.build --quick`: every training script for a few steps, every
     weight file and card written, and the world project (with its judges) built from them."""
@@ -273,6 +274,7 @@ def world_judges():
             VqaJudge(str(WEIGHTS / "vqa")))
 
 
+@pytest.mark.heavy
 def test_world_judges_are_accurate_on_held_out_scenes(world_judges):
     from spqr_fast.judges.clip import ClipScorer
     from spqr_fast.world.known_answers import clip_retrieval, detector_accuracy, held_out_scenes, vqa_accuracy
@@ -285,6 +287,7 @@ def test_world_judges_are_accurate_on_held_out_scenes(world_judges):
     assert clip_retrieval(ClipScorer(str(WEIGHTS / "clip")), held_out[:48]) >= 10 / 48  # chance: 1/48
 
 
+@pytest.mark.heavy
 def test_base_draws_what_it_is_asked_and_aligned_variants_erase(world_judges):
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import load_file
@@ -315,6 +318,7 @@ def test_every_weight_file_has_a_card_and_the_world_fits_the_budget():
         assert card["recipe"] and card["command"] == "make world"
 
 
+@pytest.mark.heavy
 def test_erase_cli_writes_a_patch_that_loads_on_its_base(tmp_path):
     import json
     import subprocess
@@ -341,6 +345,7 @@ def test_erase_cli_writes_a_patch_that_loads_on_its_base(tmp_path):
     assert bad.returncode == 2 and "one --target per --concept" in bad.stderr
 
 
+@pytest.mark.heavy
 def test_evaluator_notices_a_planted_unsafe_fine_tune(small_config, tmp_path):
     """Benign `lite` BFT is reported with its Δh and R; the same profile on images of the forbidden
     concept (a deliberately unsafe fine-tune of the UCE model) raises harmfulness and lowers R."""
