@@ -37,19 +37,19 @@ class JudgedStores:
 def _nudenet(c, run: "JudgeRunner"):
     from .judges.nudenet import NudeNetJudge
 
-    return NudeNetJudge(c.model_path, c.classes, c.threshold, c.providers, run._judge_batch(c.batch_size))
+    return NudeNetJudge(c.model_path, c.classes, c.threshold, c.providers, run.batch_for(c.batch_size))
 
 
 def _concept_detector(c, run: "JudgeRunner"):
     from .judges.onnx_image_net import ConceptDetectorJudge
 
-    return ConceptDetectorJudge(c.path, c.concept, c.threshold, c.providers, run._judge_batch(c.batch_size))
+    return ConceptDetectorJudge(c.path, c.concept, c.threshold, c.providers, run.batch_for(c.batch_size))
 
 
 def _q16(c, run: "JudgeRunner"):
     from .judges.guards import Q16Judge
 
-    return Q16Judge(c.clip_path, c.prompts_path, run.device, run._judge_batch(c.batch_size))
+    return Q16Judge(c.clip_path, c.prompts_path, run.device, run.batch_for(c.batch_size))
 
 
 def _vlm_guard(c, run: "JudgeRunner"):
@@ -93,7 +93,7 @@ class JudgeRunner:
                                  "records so far are saved — fix the judge and re-run to resume") from err
             progress.advance(task, len(chunk))
 
-    def _judge_batch(self, configured: int) -> int:
+    def batch_for(self, configured: int) -> int:
         """With batch_invariant, judges also see one image at a time: a record must not depend on
         which images shared its batch (that differs between local, Ray and sharded runs)."""
         return 1 if self.cfg.generation.batch_invariant else configured
@@ -109,7 +109,7 @@ class JudgeRunner:
         from .judges.onnx_image_net import OnnxFeatures
 
         inc = self.cfg.judges.inception
-        batch = self._judge_batch(inc.batch_size)
+        batch = self.batch_for(inc.batch_size)
         if inc.onnx is not None:
             return OnnxFeatures(inc.onnx, None, batch)
         return InceptionFeatures(inc.weights, inc.random_init_seed, self.device, batch)
@@ -138,7 +138,7 @@ class JudgeRunner:
 
                 self._run_judge(judge, harmful_keys, store, progress, judge.name, run_safety)
 
-            clip = ClipScorer(j.clip.path, self.device, self._judge_batch(j.clip.batch_size), backend=self.cfg.backend.kind,
+            clip = ClipScorer(j.clip.path, self.device, self.batch_for(j.clip.batch_size), backend=self.cfg.backend.kind,
                               cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher, log=self.log)
             backends["clip"] = clip.backend_report
             ident = clip.identity(self.hasher)
@@ -183,7 +183,7 @@ class JudgeRunner:
         swap = mismatched_pairs(list(groups))
         vqa = VqaJudge(cfg.path, device=self.device, backend=self.cfg.backend.kind,
                        cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher,
-                       log=self.log, batch_size=self._judge_batch(cfg.batch_size))
+                       log=self.log, batch_size=self.batch_for(cfg.batch_size))
         ident = {**vqa.identity(self.hasher), "questions_sha256": sha}
         store = RecordStore(self.out, f"vqa-{stable_hash(ident, 16)}")
         util = {it.key: it for it in items if it.prompt_set == "utility"}

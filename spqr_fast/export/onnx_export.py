@@ -13,6 +13,7 @@ loads in `optimum.onnxruntime.ORTStableDiffusionPipeline.from_pretrained(DIR)` a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from importlib import metadata
@@ -135,8 +136,6 @@ def write_pipeline_files(pipe, out: Path) -> None:
         index[name] = [obj.__class__.__module__.split(".")[0], obj.__class__.__name__]
     for name in COMPONENTS:
         index[name] = ["optimum", "ORTModel"]
-    import json
-
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
