@@ -144,12 +144,18 @@ def test_a_full_disk_while_judging_is_named_as_the_disk_not_the_judge(complete_r
 
     from rich.progress import Progress
 
+    from rich.console import Console
+
     from spqr_fast.errors import JudgeError, as_disk_error
-    from spqr_fast.store import RecordStore
+    from spqr_fast.judging import JudgeRunner
+    from spqr_fast.keys import FileHasher
+    from spqr_fast.store import ImageStore, RecordStore
 
     config, _ = complete_run
-    evaluator = Evaluator(load_config(config), tmp_path / "out")
-    store = RecordStore(tmp_path / "out", "judge")
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = JudgeRunner(load_config(config), out, ImageStore(out), FileHasher(None), "cpu", Console(stderr=True))
+    store = RecordStore(out, "judge")
 
     class Judge:
         batch_size = 2
@@ -165,10 +171,10 @@ def test_a_full_disk_while_judging_is_named_as_the_disk_not_the_judge(complete_r
 
     with Progress() as progress:
         with pytest.raises(OSError) as err:
-            evaluator._run_judge(Judge(), ["a", "b"], store, progress, "vqa", disk_full)
+            runner._run_judge(Judge(), ["a", "b"], store, progress, "vqa", disk_full)
         assert err.value.errno == errno.ENOSPC
         with pytest.raises(RuntimeError) as err:
-            evaluator._run_judge(Judge(), ["a", "b"], store, progress, "vqa", native_disk_full)
+            runner._run_judge(Judge(), ["a", "b"], store, progress, "vqa", native_disk_full)
         assert as_disk_error(err.value).errno == errno.ENOSPC
         with pytest.raises(JudgeError, match="judge 'vqa' failed"):
-            evaluator._run_judge(Judge(), ["a", "b"], store, progress, "vqa", broken)
+            runner._run_judge(Judge(), ["a", "b"], store, progress, "vqa", broken)
