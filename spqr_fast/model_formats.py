@@ -39,9 +39,10 @@ class WeightFile:
     ignored: list[str] = field(default_factory=list)  # non-tensor entries beside the tensors (hyper-parameters)
 
 
-def read_weight_file(path: Path, *, trust_pickle: bool = False) -> WeightFile:
-    """Read a .safetensors file or a torch file. A torch file holding objects other than tensors
-    is unpickled only with `trust_pickle` (unpickling runs whatever code the file names)."""
+def load_raw(path: Path, *, trust_pickle: bool = False) -> object:
+    """What a .safetensors file or a torch file holds (a state dict, a wrapper, a bare tensor). A
+    torch file holding objects other than tensors is unpickled only with `trust_pickle`
+    (unpickling runs whatever code the file names); otherwise PickleRefused."""
     import pickle
 
     import torch
@@ -51,11 +52,11 @@ def read_weight_file(path: Path, *, trust_pickle: bool = False) -> WeightFile:
         from safetensors.torch import load_file
 
         try:
-            return unwrap(load_file(str(path)))
+            return load_file(str(path))
         except Exception as err:  # noqa: BLE001 - truncated or foreign file: name it
             raise ValueError(f"not a readable .safetensors file ({_first_line(err)})") from None
     try:
-        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if not trust_pickle:
             raise PickleRefused("it is a pickle holding more than tensors (training arguments, say), and unpickling "
@@ -63,12 +64,16 @@ def read_weight_file(path: Path, *, trust_pickle: bool = False) -> WeightFile:
         try:
             # Reached only with `trust_pickle` (`spqr-fast convert --trust-pickle`, which states the risk);
             # model loading for eval/generate never passes it.
-            raw = torch.load(str(path), map_location="cpu", weights_only=False)
+            return torch.load(str(path), map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot unpickle it ({_first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - corrupt, truncated or foreign file
         raise ValueError(f"{type(err).__name__}: {_first_line(err)} — is it a complete checkpoint?") from None
-    return unwrap(raw)
+
+
+def read_weight_file(path: Path, *, trust_pickle: bool = False) -> WeightFile:
+    """A weight file's state dict, out of its wrappers (see `load_raw` for what is refused)."""
+    return unwrap(load_raw(path, trust_pickle=trust_pickle))
 
 
 def _first_line(err: BaseException) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import ModelSource
 from .errors import ModelLoadError
 from .model_formats import (PickleRefused, WeightFile, base_unet_config, base_unet_shapes, compare_unet_keys, layout,
-                            ldm_unet_to_diffusers, read_weight_file, unet_tensors)
+                            ldm_unet_to_diffusers, load_raw, read_weight_file, unet_tensors)
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".ckpt", ".pt", ".pth"}
 
@@ -39,25 +39,14 @@ class LoadReport:
 
 
 def read_tensor_file(path: Path) -> object:
-    """The contents of a .safetensors file or of a torch file holding only tensors. A torch file
-    holding other objects (training arguments, say) is refused, not unpickled: unpickling can run
-    code. Raises ValueError with one line for the caller to wrap."""
-    import pickle
-
-    import torch
-
+    """The contents of a .safetensors file or of a torch file holding only tensors (a judge's
+    weights, Q16's prompt embeddings); a pickle holding other objects is refused, never
+    unpickled. Raises ValueError with one line for the caller to wrap."""
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        return load_raw(path)
+    except PickleRefused:
         raise ValueError("it is a pickle holding more than tensors, which spqr-fast never unpickles (that can run "
                          "code) — load it once where you trust it and save its state dict as .safetensors") from None
-    except Exception as err:  # noqa: BLE001 - corrupt, truncated or foreign file: name it
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise ValueError(f"{type(err).__name__}: {first[:160]} — is it a complete checkpoint?") from None
 
 
 def _read_release(path: Path) -> WeightFile:
@@ -84,9 +73,10 @@ def _file_keys(path: Path) -> list[str]:
     return list(_read_release(path).tensors)
 
 
-def detect_format(src: ModelSource) -> str:
+def detect_format(src: ModelSource, release: WeightFile | None = None) -> str:
     """'diffusers' (a pipeline folder), 'single_file' (a whole model in the original layout) or
-    'unet_state_dict' (UNet weights for a base, in diffusers' or the original layout)."""
+    'unet_state_dict' (UNet weights for a base, in diffusers' or the original layout). `release`:
+    the file's contents when they were already read (its keys tell the layout)."""
     path = Path(src.path)  # type: ignore[arg-type]
     if src.format != "auto":
         return src.format
@@ -96,7 +86,8 @@ def detect_format(src: ModelSource) -> str:
         raise ModelLoadError(f"'{path}' is a folder without model_index.json — give a diffusers pipeline folder")
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ModelLoadError(f"'{path}' is not a model: expected a diffusers folder or a {'/'.join(sorted(WEIGHT_SUFFIXES))} file")
-    return "single_file" if layout(_file_keys(path)) == "ldm_full" else "unet_state_dict"
+    keys = list(release.tensors) if release is not None else _file_keys(path)
+    return "single_file" if layout(keys) == "ldm_full" else "unet_state_dict"
 
 
 def _torch_dtype(dtype: str, device: str):
@@ -131,10 +122,11 @@ def _require_base(src: ModelSource) -> str:
     return src.base
 
 
-def unet_release(path: Path, base: str) -> tuple[dict, str]:
+def unet_release(path: Path, base: str, found: WeightFile | None = None) -> tuple[dict, str]:
     """A UNet release's tensors under diffusers' names ('unet.' prefix dropped, original layout
-    renamed through the base's UNet config), and the layout it came in."""
-    found = _read_release(path)
+    renamed through the base's UNet config), and the layout it came in. `found`: the file's
+    contents when they were already read."""
+    found = found if found is not None else _read_release(path)
     keys_layout = layout(found.tensors)
     if keys_layout == "ldm_full":
         raise ModelLoadError(f"'{path}' is a whole model in the original layout, not a UNet state dict — "
@@ -182,9 +174,13 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
 
     quiet_library_progress()
     torch_dtype = _torch_dtype(dtype, device)
-    if Path(src.path).is_file():  # type: ignore[arg-type]
+    path = Path(src.path)  # type: ignore[arg-type]
+    release = None
+    if path.is_file():
         _require_base(src)  # before reading a possibly multi-GB file
-    fmt = detect_format(src)
+        if path.suffix != ".safetensors" and src.format in ("auto", "unet_state_dict"):
+            release = _read_release(path)  # a torch file is read once: its keys tell the format, its tensors load
+    fmt = detect_format(src, release)
     report = LoadReport(format=fmt)
     if fmt == "diffusers":
         pipe = _from_diffusers_folder(src.path, torch.float32)  # type: ignore[arg-type]
@@ -201,7 +197,7 @@ def load_pipeline(src: ModelSource, *, device: str = "cpu", dtype: str = "auto")
             raise ModelLoadError(f"cannot load single-file checkpoint '{src.path}': {str(err).splitlines()[0]}") from None
     else:
         base = _require_base(src)
-        tensors, report.layout = unet_release(Path(src.path), base)  # type: ignore[arg-type]
+        tensors, report.layout = unet_release(path, base, release)
         # the keys are checked against the base's UNet config before the base pipeline loads
         check_unet_keys(tensors, base_unet_shapes(Path(base)), allow_missing=src.allow_missing_keys, source=str(src.path))
         pipe = _from_diffusers_folder(base, torch.float32)
