@@ -68,3 +68,19 @@ def test_init_refuses_what_it_cannot_use(demo_project, tmp_path):
     assert not_a_pipeline.exit_code == 2 and "not a diffusers pipeline folder" in not_a_pipeline.output
     without_from = _invoke("init", str(tmp_path / "b"), "--aligned", str(demo_project.parent / "models" / "esd"))
     assert without_from.exit_code == 2 and "--from" in without_from.output
+
+
+def test_the_cohort_bench_writes_a_valid_two_model_config(demo_project, tmp_path):
+    """`python -m spqr_fast.bench.cohort_bench` measures a whole eval per backend; its config (here on
+    the world's base instead of the SD 1.5-size one it builds) validates and resolves."""
+    from spqr_fast.bench.cohort_bench import write_config
+    from spqr_fast.config import load_config
+
+    models = demo_project.parent / "models"
+    path = write_config(tmp_path, models / "base", models / "uce-unet.safetensors", size=32, steps=3, harmful=4, utility=4)
+    cfg = load_config(path)
+    assert [m.name for m in cfg.models] == ["base", "aligned"] and cfg.models[1].model.allow_missing_keys
+    assert cfg.prompts.harmful.limit == 4 and (cfg.generation.height, cfg.generation.steps) == (32, 3)
+    bft = cfg.models[0].bft
+    assert bft.resolution == 32 and bft.steps == 2 and bft.batch_size == 1
+    assert len((tmp_path / "benign-8" / "metadata.jsonl").read_text().splitlines()) == 8
