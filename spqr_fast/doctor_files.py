@@ -35,16 +35,21 @@ def _guard(key: str, check: Callable[[], Row | list[Row]]) -> list[Row]:
     return found if isinstance(found, list) else [found]
 
 
+def native_size(folder: Path) -> int:
+    """A diffusers pipeline's own image size in pixels (UNet sample size × VAE factor), from its configs."""
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
 def describe_pipeline_folder(folder: Path) -> tuple[str, bool]:
     """(architecture in words, usable) of a diffusers folder, from its config files alone."""
     index = json.loads((folder / "model_index.json").read_text())
-    unet = json.loads((folder / "unet" / "config.json").read_text())
-    vae = json.loads((folder / "vae" / "config.json").read_text())
     cls = index.get("_class_name", "?")
     if cls != "StableDiffusionPipeline":
         return f"a {cls}, not a StableDiffusionPipeline (SD 1.x/2.x) — spqr-fast evaluates SD 1.x/2.x pipelines", False
-    width = unet.get("cross_attention_dim")
-    native = unet.get("sample_size", 0) * 2 ** (len(vae.get("block_out_channels", [0])) - 1)
+    width = json.loads((folder / "unet" / "config.json").read_text()).get("cross_attention_dim")
+    native = native_size(folder)
     family = FAMILIES.get(width, f"custom ({width}-d text conditioning)")
     return f"diffusers folder, {family} architecture, native {native} px", True
 

@@ -43,12 +43,6 @@ def model_name(path: Path, taken: set[str]) -> str:
     return unique
 
 
-def native_size(folder: Path) -> int:
-    unet = json.loads((folder / "unet" / "config.json").read_text())
-    vae = json.loads((folder / "vae" / "config.json").read_text())
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-
-
 def _flow(mapping: dict) -> str:
     """A one-line YAML mapping (values JSON-quoted: valid YAML for any path)."""
     return "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in mapping.items()) + "}"
@@ -57,7 +51,7 @@ def _flow(mapping: dict) -> str:
 def real_config_text(base: Path, aligned: list[Path], given: dict[str, str | None]) -> str:
     """The YAML of a real-model config; `given` holds the paths the user named (others default
     inside the project folder and are listed with where to get them)."""
-    from .doctor_files import describe_pipeline_folder, unet_release_fit
+    from .doctor_files import describe_pipeline_folder, native_size, unet_release_fit
 
     if not (base / "model_index.json").is_file():
         raise InputError(f"--from '{base}' is not a diffusers pipeline folder (no model_index.json) — give the "

@@ -20,9 +20,12 @@ class ParityResult:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def worst(self) -> float:
+        return max(self.text_error, self.unet_error, self.decode_error)
+
     def reason(self) -> str:
-        worst = max(self.text_error, self.unet_error, self.decode_error)
-        return f"parity failed: relative error {worst:.2e} > tolerance {self.tolerance:.0e}"
+        return f"parity failed: relative error {self.worst:.2e} > tolerance {self.tolerance:.0e}"
 
 
 def _rel_error(candidate, reference) -> float:

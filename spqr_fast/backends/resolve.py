@@ -41,17 +41,16 @@ class BackendResolver:
             self._sessions[key] = OrtComponents(folder, providers)
         return self._sessions[key]
 
-    @staticmethod
-    def _attention(candidate: str, cfg: BackendConfig) -> str:
+    def _attention(self, candidate: str) -> str:
         # ONNX Runtime gets fused attention (its contrib op); TensorRT parses only standard ops.
-        return cfg.ort_attention if candidate.startswith("ort-") else "plain"
+        return self.cfg.ort_attention if candidate.startswith("ort-") else "plain"
 
     def _build(self, candidate: str, src: ModelSource, precision: str, device: str, height: int, width: int,
                torch_pipe=None):
         # the reference pipeline is lent to the exporter when it is what the export loads anyway
         lend = torch_pipe if precision == "fp32" and device == "cpu" else None
         folder = cached_onnx_export(src, self.cache, self.hasher, precision=precision, opset=self.cfg.opset,
-                                    device=device, attention=self._attention(candidate, self.cfg), log=self.log,
+                                    device=device, attention=self._attention(candidate), log=self.log,
                                     loaded=lend)
         if candidate.startswith("ort-"):
             return self._ort(folder, ORT_PROVIDERS[candidate])
@@ -98,11 +97,11 @@ class BackendResolver:
         for candidate in tryable:
             if candidate == "torch":
                 report["chosen"] = "torch"
-                self._chose(label, report)
+                self._chose(label, "torch")
                 return reference, report
             if self.cfg.kind == "auto" and planned is not None and earlier is None:
                 missing = missing_components(src, self.cache, self.hasher, torch_pipe, precision=precision,
-                                             opset=self.cfg.opset, attention=self._attention(candidate, self.cfg))
+                                             opset=self.cfg.opset, attention=self._attention(candidate))
                 if missing:
                     from .build_cost import decide, time_unet_step
 
@@ -128,16 +127,14 @@ class BackendResolver:
                 continue
             report.update(chosen=candidate, parity=parity.as_dict(),
                           providers=getattr(components, "providers", None))
-            self._chose(label, report)
+            self._chose(label, candidate, parity)
             return components, report
         raise AssertionError("torch is always a candidate")
 
-    def _chose(self, label: str, report: dict) -> None:
+    def _chose(self, label: str, chosen: str, parity=None) -> None:
         """One line per stage naming the backend it runs on, with the parity that admitted it."""
-        parity = report.get("parity") or {}
-        worst = max((parity.get(k, 0.0) for k in ("text_error", "unet_error", "decode_error")), default=0.0)
-        detail = f" (parity: relative error {worst:.1e} ≤ {parity['tolerance']:.0e})" if parity else ""
-        self.log(f"backend for {label or 'this model'}: {report['chosen']}{detail}")
+        detail = f" (parity: relative error {parity.worst:.1e} ≤ {parity.tolerance:.0e})" if parity else ""
+        self.log(f"backend for {label or 'this model'}: {chosen}{detail}")
 
     def _skip(self, report: dict, label: str, name: str, reason: str, per_model: bool = False) -> None:
         """Recorded for every stage; logged once per run for machine-wide reasons, per model for
