@@ -33,6 +33,29 @@ class JudgedStores:
     identities: dict[str, dict]
     backends: dict[str, dict]  # the accelerated judges' backend reports (chosen, parity, fallbacks)
 
+    @classmethod
+    def open(cls, out: Path, identities: dict[str, dict], backends: dict[str, dict],
+             reference_keys: list[str]) -> "JudgedStores":
+        """The stores of judges that ran elsewhere (Ray actors), from their identities: a judge's
+        records live in the store its identity names, wherever it ran."""
+        stores = {name: RecordStore(out, store_name(name, ident)) for name, ident in identities.items()}
+        return cls(safety={n: st for n, st in stores.items() if n not in UTILITY_JUDGES}, clip=stores["clip"],
+                   features=stores["inception"], reference_keys=sorted(reference_keys), vqa=stores.get("vqa"),
+                   identities=identities, backends=backends)
+
+
+UTILITY_JUDGES = ("clip", "inception", "vqa")
+
+
+def store_name(judge: str, identity: dict) -> str:
+    """A judge's record store: a changed judge (weights, threshold, questions) gets a new one."""
+    return f"{judge}-{stable_hash(identity, 16)}"
+
+
+def reference_keys(ref_paths: list[Path], hasher: FileHasher) -> dict[str, Path]:
+    """Reference images keyed by content: their features are stored beside the generated ones'."""
+    return {f"ref-{hasher.file(p)}": p for p in ref_paths}
+
 
 def _nudenet(c, run: "JudgeRunner"):
     from .judges.nudenet import NudeNetJudge
@@ -129,7 +152,7 @@ class JudgeRunner:
         with make_progress(self.console) as progress:
             for judge in self.build_safety_judges():
                 ident = judge.identity(self.hasher)
-                store = RecordStore(self.out, f"{judge.name}-{stable_hash(ident, 16)}")
+                store = RecordStore(self.out, store_name(judge.name, ident))
                 identities[judge.name], safety[judge.name] = ident, store
 
                 def run_safety(chunk, judge=judge, store=store):
@@ -142,7 +165,7 @@ class JudgeRunner:
                               cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher, log=self.log)
             backends["clip"] = clip.backend_report
             ident = clip.identity(self.hasher)
-            clip_store = RecordStore(self.out, f"clip-{stable_hash(ident, 16)}")
+            clip_store = RecordStore(self.out, store_name("clip", ident))
             identities["clip"] = ident
 
             def run_clip(chunk):
@@ -154,9 +177,9 @@ class JudgeRunner:
 
             inc = self.feature_extractor()
             ident = inc.identity(self.hasher)
-            features = RecordStore(self.out, f"inception-{stable_hash(ident, 16)}")
+            features = RecordStore(self.out, store_name("inception", ident))
             identities["inception"] = ident
-            ref_keys = {f"ref-{self.hasher.file(p)}": p for p in ref_paths}
+            ref_keys = reference_keys(ref_paths, self.hasher)
 
             def run_features(chunk):
                 ims = [read_image_rgb(ref_keys[k]) if k in ref_keys else self.images.get(k) for k in chunk]
@@ -185,7 +208,7 @@ class JudgeRunner:
                        cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher,
                        log=self.log, batch_size=self.batch_for(cfg.batch_size))
         ident = {**vqa.identity(self.hasher), "questions_sha256": sha}
-        store = RecordStore(self.out, f"vqa-{stable_hash(ident, 16)}")
+        store = RecordStore(self.out, store_name("vqa", ident))
         util = {it.key: it for it in items if it.prompt_set == "utility"}
 
         def run_vqa(chunk):

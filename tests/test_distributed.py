@@ -26,9 +26,16 @@ def test_ray_executor_equals_local_and_survives_a_killed_worker(small_config, tm
     cfg = small_config(generation__batch_size=2)
     local = _run(cfg, tmp_path / "local")
     monkeypatch.setenv("SPQR_FAULT_INJECT", f"die-after=1,marker={tmp_path / 'died'}")
+
+    def not_in_the_driver(*args, **kwargs):
+        raise AssertionError("with Ray the judges run on the workers")
+
+    monkeypatch.setattr("spqr_fast.judging.JudgeRunner.run", not_in_the_driver)  # Ray workers are other processes
     remote = _run(cfg, tmp_path / "ray", executor="ray")
     assert (tmp_path / "died").is_file()  # a worker really died mid-run, and its items were retried
+    assert remote["provenance"]["executor"] == "ray"
     assert remote["models"] == local["models"]
+    assert remote["provenance"]["judges"] == local["provenance"]["judges"]
     assert _per_image(tmp_path / "ray") == _per_image(tmp_path / "local")
     for png in (tmp_path / "local" / "images").rglob("*.png"):
         assert (tmp_path / "ray" / "images" / png.parent.name / png.name).read_bytes() == png.read_bytes()

@@ -58,6 +58,15 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
         t = r["robustness_test"]
         assert t["pairs"] == 4 and t["R_paper"] == pytest.approx(r["R"]) and 0 <= t["mcnemar_p"] <= 1
         assert t["delta_h_ci"][0] <= t["delta_h"] <= t["delta_h_ci"][1]
+    assert prov["executor"] == "local"
+    # The stages talk only through the stores: the pipeline without its generate stage (planning,
+    # then judging, measuring and scoring what is stored) gives the same leaderboard.
+    from spqr_fast.distributed.local_executor import LocalExecutor
+    from spqr_fast.pipeline import finetune, judge, measure, plan, read_inputs, run_stages, score
+
+    ctx = Evaluator(load_config(small_config()), out).context(LocalExecutor())
+    again = run_stages(ctx, (read_inputs, finetune, plan, judge, measure, score)).results
+    assert again["models"] == results["models"]
     assert "tied_with" in (out / "leaderboard.csv").read_text().splitlines()[0] and "Rank confidence" in html
 
 

@@ -1,1 +1,1 @@
-"""Scale-out: the plan on Ray (one actor per GPU or CPU worker), or split into shards."""
+"""Executors (this process, or Ray actors) and shards of the plan."""

@@ -1,28 +1,41 @@
-"""Generation on Ray: one actor per GPU (or per CPU worker) holding a loaded pipeline.
+"""Generation and judging on Ray: one actor per GPU (or per CPU worker), kept for the whole run.
 
-Work is cut into chunks of one model stage, and an idle actor gets a chunk of the stage it
-already holds when there is one, so weights load once per actor and stage. A chunk whose actor
-dies is retried on a fresh actor; only in-flight items are lost, and finished images are already
-in the shared store. Judges then run as a second stage reading that store, exactly as locally.
+Generation is cut into chunks of one model stage, and an idle actor gets a chunk of the stage it
+already holds when there is one, so weights load once per actor and stage. Judging is cut into
+one part per actor: each actor frees its pipeline, builds the judges once and writes the records
+of its part into the shared stores; the driver then opens those stores by the judges'
+identities, which every part must agree on. A task whose actor dies is retried on a fresh actor;
+only in-flight work is lost, and finished images and records are already stored.
 
 Chaos testing: `SPQR_FAULT_INJECT=die-after=N,marker=PATH` makes the first actor to reach its
-N-th chunk exit abruptly (once: the marker file records that it happened).
+N-th task exit abruptly (once: the marker file records that it happened).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..config import EvalConfig
 from ..errors import SpqrError
-from ..store import ImageStore
+from ..plan import Stage, WorkItem, group_by_stage
+from ..progress import make_progress
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+    from ..judging import JudgedStores
 
 MAX_RETRIES = 3
+PASSED_ENV = ("SPQR_FAULT_INJECT", "SPQR_ENGINE_CACHE", "SPQR_RECIPES")
 
 
-class _GeneratorWorker:
+class _Worker:
+    """One actor: a StageGenerator for generation chunks, a JudgeRunner for a judging part."""
+
     def __init__(self, cfg_json: str, out: str, device: str, threads: int):
         import torch
 
@@ -34,9 +47,10 @@ class _GeneratorWorker:
         # CPU float kernels reduce in an order that depends on the thread count; matching the
         # driver's count makes a worker's images bit-identical to a local run on this machine.
         torch.set_num_threads(threads)
-        self.generator = StageGenerator(EvalConfig.model_validate_json(cfg_json), Path(out), device,
-                                        log=lambda m: None)
-        self.chunks_done = 0
+        self.cfg = EvalConfig.model_validate_json(cfg_json)
+        self.out, self.device = Path(out), device
+        self.generator = StageGenerator(self.cfg, self.out, device, log=lambda m: None)
+        self.tasks_done = 0
 
     def _maybe_die(self) -> None:
         spec = os.environ.get("SPQR_FAULT_INJECT")
@@ -44,100 +58,180 @@ class _GeneratorWorker:
             return
         opts = dict(kv.split("=", 1) for kv in spec.split(","))
         marker = Path(opts["marker"])
-        if self.chunks_done >= int(opts["die-after"]) and not marker.exists():
+        if self.tasks_done >= int(opts["die-after"]) and not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(1)
 
-    def run(self, stage, items) -> tuple[dict, int]:
+    def generate(self, stage: Stage, items: list[WorkItem]) -> dict:
         self._maybe_die()
         report = self.generator.load(stage)
         self.generator.run(stage, items)
-        self.chunks_done += 1
-        return report, len(items)
+        self.tasks_done += 1
+        return report
+
+    def judge(self, items: list[WorkItem], ref_paths: list[Path]) -> tuple[dict, dict]:
+        """Judge this part; returns the judges' (identities, backend reports)."""
+        from rich.console import Console
+
+        from ..judging import JudgeRunner
+        from ..keys import FileHasher
+        from ..store import ImageStore
+
+        self._maybe_die()
+        self.generator.release()  # the pipeline's memory goes back before the judges load
+        runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), FileHasher(self.out / ".cache" / "file-hashes.json"),
+                             self.device, Console(file=io.StringIO()))
+        judged = runner.run(items, ref_paths)
+        self.tasks_done += 1
+        return judged.identities, judged.backends
 
 
-def _chunks(stages, by_stage, store, size: int) -> deque:
-    work = deque()
-    for st in stages:
-        todo = [it for it in by_stage[(st.model, st.stage)] if not store.has(it.key)]
-        for s in range(0, len(todo), size):
-            work.append((st, todo[s:s + size]))
-    return work
+@dataclass
+class _Task:
+    method: str  # "generate" | "judge"
+    args: tuple
+    size: int  # images, for progress
+    label: str  # for the retry line and the failure message
+    affinity: str | None = None  # weights hash: prefer the actor already holding it
+    attempts: int = 0
 
 
-def ray_generate(cfg: EvalConfig, out: Path, stages, items, *, address: str | None, progress, log) -> dict:
-    """Generate every missing image of `items` into OUT's image store on a Ray cluster (the same
-    StageGenerator as a local run, one per actor); returns load reports per stage."""
-    try:
-        import ray
-    except ImportError:
-        raise SpqrError("--executor ray needs the 'ray' package — pip install 'spqr-fast[ray]'") from None
-    from ..plan import group_by_stage
+class _ActorPool:
+    """Actors created as tasks need them (up to the cluster's capacity), each task retried on a
+    fresh actor when its actor dies."""
 
-    by_stage = group_by_stage(items)
-    work = _chunks(stages, by_stage, ImageStore(out), max(1, cfg.generation.batch_size) * 2)
-    task = progress.add_task("generate (ray)", total=len(items), completed=len(items) - sum(len(c[1]) for c in work),
-                             unit="img")
-    if not work:
-        return {}
-    started_here = not ray.is_initialized()
-    if started_here:
-        passed = {k: os.environ[k] for k in ("SPQR_FAULT_INJECT", "SPQR_ENGINE_CACHE", "SPQR_RECIPES") if k in os.environ}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 runtime_env={"env_vars": passed} if passed else None)
-    try:
-        import torch
+    def __init__(self, ray, ctx: RunContext, capacity: int, gpus: int, threads: int):
+        self.ray, self.capacity = ray, capacity
+        actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads, max_restarts=0)(_Worker)
+        cfg_json, out, device = ctx.cfg.model_dump_json(), str(ctx.out), "cuda" if gpus else "cpu"
+        self._new = lambda: actor_cls.remote(cfg_json, out, device, threads)
+        self.actors: list = []
+        self.holding: dict[int, str | None] = {}  # actor index → weights hash it has loaded
 
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        threads = torch.get_num_threads()
-        # One actor per GPU; on CPUs one per `threads` cores (a CPU worker uses what a local run uses).
-        workers = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-        workers = min(workers, len(work))
-        actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads,
-                               max_restarts=0)(_GeneratorWorker)
-        cfg_json = cfg.model_dump_json()
-        device = "cuda" if gpus else "cpu"
+    def grow(self, wanted: int) -> int:
+        while len(self.actors) < min(self.capacity, max(1, wanted)):
+            self.actors.append(self._new())
+        return len(self.actors)
 
-        def new_actor():
-            return actor_cls.remote(cfg_json, str(out), device, threads)
-
-        actors = [new_actor() for _ in range(workers)]
-        holding: dict[int, str] = {}  # actor index → weights hash it has loaded
-        inflight: dict = {}  # ref → (actor index, chunk, attempt)
-        retries: dict[int, int] = {}
-        reports: dict = {}
+    def run(self, tasks: deque[_Task], on_done: Callable[[_Task, Any], None], log: Callable[[str], None]) -> None:
+        ray = self.ray
+        inflight: dict = {}  # ref → (actor index, task)
 
         def dispatch(a: int) -> None:
-            if not work:
+            if not tasks:
                 return
-            want = holding.get(a)
-            pick = next((k for k, (st, _) in enumerate(work) if st.weights_hash == want), 0)
-            st, chunk = work[pick]
-            del work[pick]
-            holding[a] = st.weights_hash
-            inflight[actors[a].run.remote(st, chunk)] = (a, st, chunk)
+            pick = next((k for k, t in enumerate(tasks) if t.affinity and t.affinity == self.holding.get(a)), 0)
+            task = tasks[pick]
+            del tasks[pick]
+            self.holding[a] = task.affinity
+            inflight[getattr(self.actors[a], task.method).remote(*task.args)] = (a, task)
 
-        for a in range(len(actors)):
+        for a in range(self.grow(len(tasks))):
             dispatch(a)
         while inflight:
             done, _ = ray.wait(list(inflight), num_returns=1)
-            a, st, chunk = inflight.pop(done[0])
+            a, task = inflight.pop(done[0])
             try:
-                report, n = ray.get(done[0])
-                reports[(st.model, st.stage)] = report
-                progress.advance(task, n)
+                on_done(task, ray.get(done[0]))
             except ray.exceptions.RayActorError:
-                key = id(chunk)
-                retries[key] = retries.get(key, 0) + 1
-                if retries[key] > MAX_RETRIES:
-                    raise SpqrError(f"a Ray worker died {MAX_RETRIES} times on {st.model} [{st.stage}] — "
-                                    "see the Ray logs; finished images are kept, re-run to resume") from None
-                log(f"ray: worker died on {st.model} [{st.stage}] — retrying {len(chunk)} items")
-                work.appendleft((st, chunk))
-                actors[a] = new_actor()
-                holding.pop(a, None)
+                task.attempts += 1
+                if task.attempts > MAX_RETRIES:
+                    raise SpqrError(f"a Ray worker died {MAX_RETRIES + 1} times on {task.label} — see the Ray logs; "
+                                    "finished images and records are kept, re-run to resume") from None
+                log(f"ray: worker died on {task.label} — retrying on a fresh worker")
+                tasks.appendleft(task)
+                self.actors[a] = self._new()
+                self.holding.pop(a, None)
+            except ray.exceptions.RayTaskError as err:
+                # A judge or input error raised on a worker: the driver says it in its own words.
+                if isinstance(err.cause, SpqrError):
+                    raise err.cause from None
+                raise
             dispatch(a)
+
+
+class RayExecutor:
+    """Both stages on one Ray session (started on first use, shut down by `close` if started here)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+        self._pool: _ActorPool | None = None
+        self._started_here = False
+
+    def _actors(self, ctx: RunContext) -> _ActorPool:
+        if self._pool is not None:
+            return self._pool
+        try:
+            import ray
+        except ImportError:
+            raise SpqrError("--executor ray needs the 'ray' package — pip install 'spqr-fast[ray]'") from None
+        import torch
+
+        if not ray.is_initialized():
+            passed = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                     runtime_env={"env_vars": passed} if passed else None)
+            self._started_here = True
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        threads = torch.get_num_threads()
+        # One actor per GPU; on CPUs one per `threads` cores (a CPU worker uses what a local run uses).
+        capacity = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        self._pool = _ActorPool(ray, ctx, capacity, gpus, threads)
+        return self._pool
+
+    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
+        by_stage = group_by_stage(items)
+        size = max(1, ctx.cfg.generation.batch_size) * 2
+        tasks: deque[_Task] = deque()
+        for st in stages:
+            todo = [it for it in by_stage.get((st.model, st.stage), []) if not ctx.images.has(it.key)]
+            tasks.extend(_Task("generate", (st, todo[s:s + size]), len(todo[s:s + size]),
+                               f"{st.model} [{st.stage}]", affinity=st.weights_hash) for s in range(0, len(todo), size))
+        reports: dict[tuple[str, str], dict] = {}
+        with make_progress(ctx.console) as progress:
+            bar = progress.add_task("generate (ray)", total=len(items),
+                                    completed=len(items) - sum(t.size for t in tasks), unit="img")
+            if not tasks:
+                return reports
+
+            def done(task: _Task, report: dict) -> None:
+                st = task.args[0]
+                reports[(st.model, st.stage)] = report
+                progress.advance(bar, task.size)
+
+            self._actors(ctx).run(tasks, done, ctx.log)
         return reports
-    finally:
-        if started_here:
+
+    def judge(self, ctx: RunContext, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
+        from ..judging import JudgedStores, JudgeRunner, reference_keys
+        from .shards import shard_slice
+
+        if not items:  # nothing to split: the judges are built here only to name their stores
+            return JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console).run(items, ref_paths)
+        pool = self._actors(ctx)
+        n = pool.grow(len(items))
+        tasks = deque(_Task("judge", (part, ref_paths if i == 0 else []), len(part), f"judging part {i + 1}/{n}")
+                      for i in range(n) if (part := shard_slice(items, i, n)))
+        answers: list[tuple[dict, dict]] = []
+        with make_progress(ctx.console) as progress:
+            bar = progress.add_task("judge (ray)", total=len(items), unit="img")
+
+            def done(task: _Task, answer: tuple[dict, dict]) -> None:
+                answers.append(answer)
+                progress.advance(bar, task.size)
+
+            pool.run(tasks, done, ctx.log)
+        identities, backends = answers[0]
+        if any(ident != identities for ident, _ in answers[1:]):
+            raise SpqrError("the Ray workers' judges differ (weights, thresholds or questions) — give every "
+                            "worker the same judge files, then re-run")
+        return JudgedStores.open(ctx.out, identities, backends, list(reference_keys(ref_paths, ctx.hasher)))
+
+    def close(self) -> None:
+        if self._started_here:
+            import ray
+
             ray.shutdown()
+        self._pool = None

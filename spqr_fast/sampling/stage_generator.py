@@ -34,13 +34,17 @@ class StageGenerator:
         self.resolver = BackendResolver(cfg.backend, self.hasher, log=log)
         self._loaded: tuple[str, DiffusionSampler, dict] | None = None  # (weights hash, sampler, report)
 
+    def release(self) -> None:
+        """Drop the loaded pipeline and its sessions (before the judges load)."""
+        self._loaded = None
+        self.resolver.release()
+
     def load(self, stage, images: int | None = None) -> dict:
         """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report.
         `images` (still to generate) lets `backend: auto` weigh an export against its saving."""
         if self._loaded is not None and self._loaded[0] == stage.weights_hash:
             return self._loaded[2]
-        self._loaded = None  # free the previous model (and its sessions) before loading the next
-        self.resolver.release()
+        self.release()  # free the previous model (and its sessions) before loading the next
         g = self.cfg.generation
         pipe, report = load_pipeline(stage.source, device=self.device, dtype=g.dtype)
         choice_key = f"{stage.weights_hash}|{self.cfg.backend.kind}|{self.device}|{g.dtype}"

@@ -1,0 +1,50 @@
+"""The local executor: generation and judging in this process (the `Executor` protocol is in
+`context.py`; `ray_executor.py` is the other one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+
+from ..plan import Stage, WorkItem, group_by_stage
+from ..progress import make_progress
+from ..runtime import memory_snapshot
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+    from ..judging import JudgedStores
+
+
+class LocalExecutor:
+    """This process: one model stage loaded at a time, then every judge in turn."""
+
+    name = "local"
+
+    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
+        from ..sampling.stage_generator import StageGenerator
+
+        generator = StageGenerator(ctx.cfg, ctx.out, ctx.device, log=lambda m: ctx.console.print(escape(m)))
+        by_stage = group_by_stage(items)
+        load_reports = {}
+        with make_progress(ctx.console) as progress:
+            for st in stages:
+                stage_items = by_stage.get((st.model, st.stage), [])
+                todo = sum(not ctx.images.has(it.key) for it in stage_items)
+                task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
+                                         completed=len(stage_items) - todo, unit="img")
+                if todo:
+                    load_reports[(st.model, st.stage)] = dict(generator.load(st, todo))
+                    generator.run(st, stage_items, on_batch=lambda n, task=task: progress.advance(task, n))
+                    load_reports[(st.model, st.stage)]["memory_after_stage"] = memory_snapshot()
+        generator.release()
+        return load_reports
+
+    def judge(self, ctx: RunContext, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
+        from ..judging import JudgeRunner
+
+        return JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console).run(items, ref_paths)
+
+    def close(self) -> None:
+        pass

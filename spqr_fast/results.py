@@ -1,0 +1,102 @@
+"""The score stage: the cohort's measurements become leaderboard rows, and results.json's content
+is assembled around them with everything needed to reproduce the run (config, seeds, model and
+judge identities, thresholds, backends, versions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from .config import EvalConfig
+from .context import RunContext, Stores
+from .planning import unresolved_r
+from .provenance import backend_fallbacks, environment
+from .runtime import memory_snapshot
+from .scoring.leaderboard import ScoringParams, score_cohort, tied_within_noise
+
+
+def assemble_results(ctx: RunContext, stores: Stores) -> dict:
+    """results.json's content: the scored rows, their confidence, the VQA sections, provenance."""
+    cfg, measured, judged = ctx.cfg, stores.measured, stores.judged
+    assert measured is not None and judged is not None
+    s = cfg.scoring
+    rows = score_cohort(measured.models, measured.reference_features, ScoringParams.from_config(s))
+    results = {
+        "name": cfg.name,
+        "demo": cfg.demo,
+        "models": rows,
+        "fid_features": fid_features(cfg),
+        **vqa_sections(cfg, rows, measured.vqa_summary),
+        "rank_confidence": {"confidence": s.bootstrap.confidence, "tied_within_noise": tied_within_noise(rows),
+                            "robustness": s.robustness},
+        "resolution_warnings": unresolved_r(rows, len(stores.prompt_sets["harmful"])),
+        "backend_fallbacks": backend_fallbacks(stores.load_reports, judged.backends),
+        "provenance": {**provenance(ctx, stores), "bft": stores.bft_cards},
+    }
+    if cfg.demo:
+        from .world.known_answers import cohort_checks
+
+        results["known_answers"] = cohort_checks(rows)
+    return results
+
+
+def fid_features(cfg: EvalConfig) -> str:
+    """What the Fréchet distance is computed over: 'inception' (standard FID) or else named."""
+    inc = cfg.judges.inception
+    if inc.weights is not None:
+        return "inception"
+    return f"features of {Path(inc.onnx).name}" if inc.onnx is not None else "randomly initialised Inception"
+
+
+def vqa_sections(cfg: EvalConfig, rows: list[dict], vqa_summary: dict[str, dict]) -> dict:
+    """With a VQA judge: each row's TIFA summary and P_gap, the adherence choice, the illusion report."""
+    if cfg.judges.vqa is None:
+        return {}
+    from .scoring.illusion import illusion_report
+
+    for r in rows:
+        r["vqa"] = vqa_summary.get(r["name"], {})
+        if r["metrics"].get("P_clip") is not None and r["metrics"].get("P_tifa") is not None:
+            r["metrics"]["P_gap"] = r["metrics"]["P_clip"] - r["metrics"]["P_tifa"]
+    return {"prompt_adherence": cfg.scoring.prompt_adherence, "illusion": illusion_report(rows)}
+
+
+def thresholds(cfg: EvalConfig) -> dict:
+    j = cfg.judges
+    out: dict = {"on_judge_error": j.on_judge_error}
+    if j.nudenet is not None:
+        out.update(nudenet_threshold=j.nudenet.threshold, nudenet_classes=j.nudenet.classes)
+    if j.concept_detector is not None:
+        out.update(concept_detector_threshold=j.concept_detector.threshold, concept=j.concept_detector.concept)
+    return out
+
+
+def provenance(ctx: RunContext, stores: Stores) -> dict:
+    cfg, judged = ctx.cfg, stores.judged
+    assert judged is not None
+    return {
+        "config": json.loads(cfg.model_dump_json()),
+        "seeds": {"run": cfg.seed, "bootstrap": cfg.scoring.bootstrap.seed,
+                  "harmful_sample": cfg.prompts.harmful.sample_seed,
+                  "rule": "sha256(run seed | prompt id | sample index)[:8] & (2^63-1)"},
+        "models": [{"name": s.model, "stage": s.stage, "weights_hash": s.weights_hash,
+                    "source": json.loads(s.source.model_dump_json()),
+                    "load": stores.load_reports.get((s.model, s.stage), "cached images (not loaded this run)")}
+                   for s in stores.stages],
+        "judges": judged.identities,
+        "thresholds": thresholds(cfg),
+        "scoring": {"clip_ceiling": cfg.scoring.clip_ceiling, "epsilon": cfg.scoring.epsilon,
+                    "fid_bounds": cfg.scoring.fid_bounds, "delta_h_units": "percentage points",
+                    "bootstrap": cfg.scoring.bootstrap.model_dump(), "reference_images": len(stores.ref_paths)},
+        "backend": {"requested": cfg.backend.kind, "device": ctx.device,
+                    "dtype": cfg.generation.dtype, "batch_invariant": cfg.generation.batch_invariant,
+                    "tolerances": {"fp32": cfg.backend.fp32_tolerance, "fp16": cfg.backend.fp16_tolerance},
+                    "per_stage": "see models[].load.backend (chosen backend, skipped options, parity)",
+                    "judges": {**{name: "onnxruntime" for name in ("nudenet", "concept_detector")
+                                  if getattr(cfg.judges, name) is not None}, **judged.backends}},
+        "executor": ctx.executor.name,
+        "environment": environment(),
+        "memory_at_end": memory_snapshot(),
+        # CPU float results depend on the thread count in the last bits; per stage memory is in
+        # models[].load.memory_after_stage
+        "threads": ctx.threads,
+    }
