@@ -139,7 +139,7 @@ class JudgeRunner:
 
     def run(self, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
         """Run every judge over the images that need it (stored records are kept)."""
-        from .export.cache import ArtefactCache
+        from .backends.resolve import BackendResolver
         from .judges.clip import ClipScorer
 
         j = self.cfg.judges
@@ -149,6 +149,7 @@ class JudgeRunner:
         identities: dict[str, dict] = {}
         safety: dict[str, RecordStore] = {}
         backends: dict[str, dict] = {}
+        resolver = BackendResolver(self.cfg.backend, self.hasher, log=self.log)  # CLIP's and the VQA judge's
         with make_progress(self.console) as progress:
             for judge in self.build_safety_judges():
                 ident = judge.identity(self.hasher)
@@ -161,8 +162,7 @@ class JudgeRunner:
 
                 self._run_judge(judge, harmful_keys, store, progress, judge.name, run_safety)
 
-            clip = ClipScorer(j.clip.path, self.device, self.batch_for(j.clip.batch_size), backend=self.cfg.backend.kind,
-                              cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher, log=self.log)
+            clip = ClipScorer(j.clip.path, self.device, self.batch_for(j.clip.batch_size), resolver=resolver)
             backends["clip"] = clip.backend_report
             ident = clip.identity(self.hasher)
             clip_store = RecordStore(self.out, store_name("clip", ident))
@@ -189,14 +189,13 @@ class JudgeRunner:
             self._run_judge(inc, util_keys + sorted(ref_keys), features, progress, "inception", run_features, ".npy")
             vqa = None
             if j.vqa is not None:
-                identities["vqa"], vqa, backends["vqa"] = self._judge_vqa(items, progress)
+                identities["vqa"], vqa, backends["vqa"] = self._judge_vqa(items, progress, resolver)
         return JudgedStores(safety=safety, clip=clip_store, features=features, reference_keys=sorted(ref_keys),
                             vqa=vqa, identities=identities, backends=backends)
 
-    def _judge_vqa(self, items: list[WorkItem], progress) -> tuple[dict, RecordStore, dict]:
+    def _judge_vqa(self, items: list[WorkItem], progress, resolver) -> tuple[dict, RecordStore, dict]:
         """TIFA-style questions on every utility image, before and after BFT, with the yes-bias
         control (each image also answers the yes/no questions of another caption)."""
-        from .export.cache import ArtefactCache
         from .judges.questions import by_caption, load_questions, mismatched_pairs
         from .judges.vqa import VqaJudge
 
@@ -204,9 +203,7 @@ class JudgeRunner:
         questions, sha = load_questions(cfg.questions)
         groups = by_caption(questions)
         swap = mismatched_pairs(list(groups))
-        vqa = VqaJudge(cfg.path, device=self.device, backend=self.cfg.backend.kind,
-                       cache=ArtefactCache(self.cfg.backend.cache_root), hasher=self.hasher,
-                       log=self.log, batch_size=self.batch_for(cfg.batch_size))
+        vqa = VqaJudge(cfg.path, device=self.device, resolver=resolver, batch_size=self.batch_for(cfg.batch_size))
         ident = {**vqa.identity(self.hasher), "questions_sha256": sha}
         store = RecordStore(self.out, store_name("vqa", ident))
         util = {it.key: it for it in items if it.prompt_set == "utility"}

@@ -39,14 +39,12 @@ def backend_fallbacks(stage_loads: dict, judge_backends: dict[str, dict]) -> lis
     """One line per component that ran on a slower backend than it would have because its
     accelerated build or parity check failed this run (machine-wide absences, like no GPU, are
     expected and left out). Results say so rather than differing silently in the last digits."""
+    reports = [(f"{model} [{stage} BFT]", load.get("backend")) for (model, stage), load in sorted(stage_loads.items())
+               if isinstance(load, dict)]
+    reports += [(f"judge {name}", report) for name, report in sorted(judge_backends.items())]
     lines = []
-    for (model, stage), load in sorted(stage_loads.items()):
-        backend = load.get("backend") if isinstance(load, dict) else None
+    for label, backend in reports:  # generation and judges share one report shape (backends/resolve.py)
         for skip in (backend or {}).get("skipped", []):
             if skip["reason"].startswith(("build failed", "parity")):
-                lines.append(f"{model} [{stage} BFT]: {skip['backend']} skipped ({skip['reason']}); "
-                             f"ran on {backend.get('chosen')}")
-    for name, report in sorted(judge_backends.items()):
-        if report.get("skipped"):
-            lines.append(f"judge {name}: ONNX Runtime skipped ({report['skipped']}); ran on {report.get('chosen')}")
+                lines.append(f"{label}: {skip['backend']} skipped ({skip['reason']}); ran on {backend.get('chosen')}")
     return lines

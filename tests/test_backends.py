@@ -226,12 +226,15 @@ def test_clip_score_on_onnx_runtime_matches_torch(demo_project, tmp_path):
     texts = ["a red bus", "two cats", "a snowy mountain", "a bowl of fruit", "a kite"]
     torch_scores = ClipScorer(path, batch_size=2).score(images, texts)
     log = []
-    ort_scorer = ClipScorer(path, batch_size=2, backend="auto", cache=ArtefactCache(tmp_path), hasher=FileHasher(None),
-                            log=log.append)
-    assert ort_scorer.backend_report["chosen"] == "ort" and not log
+
+    def resolver(kind):  # the same resolver class as generation's
+        return BackendResolver(BackendConfig(kind=kind, cache_root=str(tmp_path)), FileHasher(None), log=log.append)
+
+    ort_scorer = ClipScorer(path, batch_size=2, resolver=resolver("auto"))
+    assert ort_scorer.backend_report["chosen"] == "ort-cpu" and len(log) == 1 and "skipped" not in log[0]
+    assert log[0].startswith("backend for CLIP: ort-cpu (parity: error")
     np.testing.assert_allclose(ort_scorer.score(images, texts), torch_scores, atol=1e-5)
-    strict = ClipScorer(path, backend="ort", cache=ArtefactCache(tmp_path), hasher=FileHasher(None),
-                        log=log.append, tolerance=1e-15)
+    strict = ClipScorer(path, resolver=resolver("ort"), tolerance=1e-15)
     assert strict.backend_report["chosen"] == "torch" and "parity failed" in log[-1]
 
 
@@ -279,7 +282,8 @@ def test_fallbacks_of_a_run_are_listed_not_silent():
         {"backend": "tensorrt", "reason": "the tensorrt package is not installed"},
         {"backend": "ort-cpu", "reason": "build failed: disk full"}]}},
         ("uce", "before"): {"backend": {"chosen": "ort-cpu", "skipped": []}}}
-    judges = {"vqa": {"requested": "auto", "chosen": "torch", "skipped": "build failed: x"}, "clip": {"chosen": "ort"}}
+    judges = {"vqa": {"requested": "auto", "chosen": "torch", "skipped": [{"backend": "ort-cpu", "reason": "build failed: x"}]},
+              "clip": {"chosen": "ort-cpu", "skipped": [{"backend": "ort-cuda", "reason": "no CUDA GPU visible"}]}}
     assert backend_fallbacks(loads, judges) == [
         "uce [after BFT]: ort-cpu skipped (build failed: disk full); ran on torch",
-        "judge vqa: ONNX Runtime skipped (build failed: x); ran on torch"]
+        "judge vqa: ort-cpu skipped (build failed: x); ran on torch"]

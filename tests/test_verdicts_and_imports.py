@@ -36,27 +36,42 @@ def test_the_import_graph_has_no_circle_even_through_lazy_imports(capsys):
 
 
 def test_judges_follow_the_generation_backend_rules():
-    from spqr_fast.backends.judge_backend import accelerate_judge, judge_providers
+    from spqr_fast.backends.resolve import BackendResolver
     from spqr_fast.backends.selection import MachineOffer
+    from spqr_fast.config import BackendConfig
+    from spqr_fast.keys import FileHasher
 
     cpu = MachineOffer(providers=["CPUExecutionProvider"])
     gpu = MachineOffer(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], gpu="H100")
-    assert judge_providers("auto", cpu) == ["CPUExecutionProvider"]
-    assert judge_providers("auto", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert judge_providers("torch", gpu) is None and judge_providers("auto", MachineOffer()) is None
+    log: list[str] = []
+
+    def resolver(kind: str, offer: MachineOffer) -> BackendResolver:
+        return BackendResolver(BackendConfig(kind=kind), FileHasher(None), log=log.append, offer=offer)
 
     class Graphs:
-        providers = ["CPUExecutionProvider"]
+        def __init__(self, providers):
+            self.providers = providers
 
-    log: list[str] = []
-    graphs, report = accelerate_judge("X", "auto", lambda p: Graphs(), lambda g: 1e-9, 1e-4, log.append, cpu)
-    assert isinstance(graphs, Graphs) and report["chosen"] == "ort" and not log
-    graphs, report = accelerate_judge("X", "auto", lambda p: Graphs(), lambda g: 1.0, 1e-4, log.append, cpu)
+    # the providers come from the same candidate order as generation's, ONNX Runtime only
+    graphs, report = resolver("auto", cpu).resolve_judge("X", Graphs, lambda g: 1e-9, 1e-4)
+    assert isinstance(graphs, Graphs) and graphs.providers == ["CPUExecutionProvider"] and report["chosen"] == "ort-cpu"
+    assert log == ["backend for X: ort-cpu (parity: error 1.0e-09 ≤ 1e-04)"]
+    assert {"backend": "ort-cuda", "reason": "ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu: "
+            "pip install 'spqr-fast[gpu]')"} in report["skipped"]
+    graphs, report = resolver("auto", gpu).resolve_judge("X", Graphs, lambda g: 1e-9, 1e-4)
+    assert graphs.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"] and report["chosen"] == "ort-cuda"
+    # parity fails on the GPU provider: the CPU one is tried next, then torch
+    graphs, report = resolver("auto", gpu).resolve_judge("X", Graphs, lambda g: 1.0, 1e-4)
     assert graphs is None and report["chosen"] == "torch" and "parity failed" in log[-1]
+    assert [s["backend"] for s in report["skipped"]] == ["ort-cuda", "ort-cpu"]
+    graphs, report = resolver("auto", MachineOffer()).resolve_judge("X", Graphs, lambda g: 0.0, 1e-4)
+    assert graphs is None and "no ONNX Runtime provider" in log[-1]
 
     def broken(providers):
         raise RuntimeError("exporter crashed\nlong trace")
 
-    graphs, report = accelerate_judge("X", "ort", broken, lambda g: 0.0, 1e-4, log.append, cpu)
-    assert graphs is None and report["skipped"] == "build failed: exporter crashed"
-    assert accelerate_judge("X", "torch", broken, lambda g: 0.0, 1e-4, log.append, cpu) == (None, {"requested": "torch", "chosen": "torch"})
+    graphs, report = resolver("ort", cpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
+    assert graphs is None and report["skipped"][-1] == {"backend": "ort-cpu", "reason": "build failed: exporter crashed"}
+    log.clear()
+    graphs, report = resolver("torch", gpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
+    assert graphs is None and report["chosen"] == "torch" and report["skipped"] == [] and log == []

@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from spqr_fast.backends.resolve import BackendResolver
+from spqr_fast.config import BackendConfig
 from spqr_fast.errors import InputError
 from spqr_fast.export.cache import ArtefactCache
 from spqr_fast.judges.questions import (Question, grade, load_questions, mismatched_pairs, pooled_categories,
@@ -22,8 +24,9 @@ def vqa_dir(demo_project):
 def judges(vqa_dir, tmp_path_factory):
     cache = ArtefactCache(tmp_path_factory.mktemp("vqa-engines"))
     torch_judge = VqaJudge(vqa_dir)
-    ort_judge = VqaJudge(vqa_dir, backend="ort", cache=cache, hasher=FileHasher(None))
-    assert ort_judge.backend_report["chosen"] == "ort"
+    resolver = BackendResolver(BackendConfig(kind="ort", cache_root=str(cache.root)), FileHasher(None), log=print)
+    ort_judge = VqaJudge(vqa_dir, resolver=resolver)
+    assert ort_judge.backend_report["chosen"] == "ort-cpu"
     return torch_judge, ort_judge
 
 
@@ -136,7 +139,7 @@ def test_judge_vqa_cli_scores_a_folder(vqa_dir, questions_file, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     asked = [q for q in json.loads(open(questions).read()) if q["id"] in ("u00", "u01", "u05")]
-    assert out["n_images"] == 3 and out["n_questions"] == len(asked) and out["backend"]["chosen"] == "ort"
+    assert out["n_images"] == 3 and out["n_questions"] == len(asked) and out["backend"]["chosen"] == "ort-cpu"
     assert 0 <= out["tifa"] <= 1 and "attribute" in out["categories"] and out["yes_bias"] is not None
     bad = subprocess.run([sys.executable, "-m", "spqr_fast.cli", "judge", "vqa", "--model", vqa_dir, "--images",
                           str(tmp_path), "--questions", questions], capture_output=True, text=True, timeout=300, env=env)

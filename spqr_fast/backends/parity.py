@@ -4,12 +4,14 @@ steps against torch from the same latents and embeddings and refuses it beyond a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 PROMPT = "a photograph of an astronaut riding a horse"
 
 
 @dataclass
 class ParityResult:
+    measure: ClassVar[str] = "relative error"  # what `worst` is, in the chosen-backend line
     passed: bool
     tolerance: float
     text_error: float
@@ -26,6 +28,29 @@ class ParityResult:
 
     def reason(self) -> str:
         return f"parity failed: relative error {self.worst:.2e} > tolerance {self.tolerance:.0e}"
+
+
+@dataclass
+class ScalarParity:
+    """A judge's parity: its largest error against torch on probe inputs, and the tolerance."""
+
+    measure: ClassVar[str] = "error"
+    error: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.tolerance
+
+    @property
+    def worst(self) -> float:
+        return self.error
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "error": self.error, "tolerance": self.tolerance}
+
+    def reason(self) -> str:
+        return f"parity failed: error {self.error:.2e} > tolerance {self.tolerance:.0e}"
 
 
 def _rel_error(candidate, reference) -> float:

@@ -1,21 +1,27 @@
-"""Turn a requested backend into working components for one model, falling back in order and
-logging one line per skipped option with its reason; the choice and its parity are recorded."""
+"""One resolver for generation and the judges: the candidates for the requested backend on this
+machine (`selection.py`), each built through the artefact cache and admitted by a parity gate
+against torch, falling back in order with one line per skipped option and its reason; the choice
+and its parity are recorded in a report that lands in results.json."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import BackendConfig, ModelSource
 from ..export.cache import ArtefactCache
 from ..export.onnx_export import cached_onnx_export, missing_components
 from ..keys import FileHasher
-from .parity import check_parity
-from .selection import ORT_PROVIDERS, MachineOffer, detect_offer, plan_candidates
+from .parity import ScalarParity, check_parity
+from .selection import JUDGE_CANDIDATES, ORT_PROVIDERS, MachineOffer, detect_offer, plan_candidates
 from ..runtime import release_memory
 from .torch_backend import TorchComponents
 
 
 class BackendResolver:
+    """Candidates → build through the cache → parity gate, for a model (`resolve`) or a judge
+    (`resolve_judge`); one instance per run part logs each machine-wide skip once."""
+
     def __init__(self, cfg: BackendConfig, hasher: FileHasher, log=print, offer: MachineOffer | None = None):
         self.cfg = cfg
         self.hasher = hasher
@@ -114,26 +120,56 @@ class BackendResolver:
                         self._skip(report, label, candidate, f"not worth building: {decision.reason()}", per_model=True)
                         continue
                     self.log(f"backend {candidate}{f' for {label}' if label else ''}: {decision.reason()}")
-            try:
-                components = self._build(candidate, src, precision, device, height, width, torch_pipe)
-            except Exception as err:  # noqa: BLE001 - any failure means: try the next backend
-                why = str(err).splitlines()[0] if str(err) else type(err).__name__
-                self._skip(report, label, candidate, f"build failed: {why}", per_model=True)
-                continue
-            parity = check_parity(reference, components, height=height, width=width, steps=self.cfg.parity_steps,
-                                  tolerance=tolerance)
-            if not parity.passed:
-                self._skip(report, label, candidate, parity.reason(), per_model=True)
-                continue
-            report.update(chosen=candidate, parity=parity.as_dict(),
-                          providers=getattr(components, "providers", None))
-            self._chose(label, candidate, parity)
-            return components, report
+            admitted = self._admit(
+                report, label, candidate,
+                lambda c=candidate: self._build(c, src, precision, device, height, width, torch_pipe),
+                lambda components: check_parity(reference, components, height=height, width=width,
+                                                steps=self.cfg.parity_steps, tolerance=tolerance))
+            if admitted is not None:
+                return admitted, report
         raise AssertionError("torch is always a candidate")
+
+    def resolve_judge(self, name: str, build: Callable[[list[str]], object], parity_error: Callable[[object], float],
+                      tolerance: float) -> tuple[object | None, dict]:
+        """(ONNX Runtime graphs, or None for torch; report) for a judge. `build(providers)` makes
+        the graphs (through the cache), `parity_error(graphs)` their largest error against torch.
+        Judges try only ONNX Runtime (`JUDGE_CANDIDATES`): an engine build costs more than a judge
+        saves."""
+        tryable, skipped = plan_candidates(self.cfg.kind, self.offer)
+        report = {"requested": self.cfg.kind, "chosen": "torch", "precision": "fp32", "skipped": [], "parity": None}
+        # machine-wide absences are recorded here and said once by the run's generation lines
+        report["skipped"] += [{"backend": c, "reason": why} for c, why in skipped if c in JUDGE_CANDIDATES]
+        candidates = [c for c in tryable if c in JUDGE_CANDIDATES]
+        if self.cfg.kind != "torch" and not candidates:
+            self._skip(report, name, "onnxruntime", "no ONNX Runtime provider on this machine", per_model=True)
+        for candidate in candidates:
+            graphs = self._admit(report, name, candidate, lambda c=candidate: build(list(ORT_PROVIDERS[c])),
+                                 lambda g: ScalarParity(float(parity_error(g)), tolerance))
+            if graphs is not None:
+                return graphs, report
+        return None, report
+
+    def _admit(self, report: dict, label: str, candidate: str, build: Callable[[], object],
+               parity: Callable[[object], object]):
+        """Build `candidate` and pass it through the parity gate: its components, recorded as the
+        choice, or None with one line saying why."""
+        try:
+            components = build()
+        except Exception as err:  # noqa: BLE001 - any failure means: try the next backend
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self._skip(report, label, candidate, f"build failed: {why}", per_model=True)
+            return None
+        result = parity(components)
+        if not result.passed:
+            self._skip(report, label, candidate, result.reason(), per_model=True)
+            return None
+        report.update(chosen=candidate, parity=result.as_dict(), providers=getattr(components, "providers", None))
+        self._chose(label, candidate, result)
+        return components
 
     def _chose(self, label: str, chosen: str, parity=None) -> None:
         """One line per stage naming the backend it runs on, with the parity that admitted it."""
-        detail = f" (parity: relative error {parity.worst:.1e} ≤ {parity.tolerance:.0e})" if parity else ""
+        detail = f" (parity: {parity.measure} {parity.worst:.1e} ≤ {parity.tolerance:.0e})" if parity else ""
         self.log(f"backend for {label or 'this model'}: {chosen}{detail}")
 
     def _skip(self, report: dict, label: str, name: str, reason: str, per_model: bool = False) -> None:

@@ -15,6 +15,7 @@ REQUEST_ORDER = {
     "tensorrt": ("tensorrt", "torch"),
     "torch": ("torch",),
 }
+JUDGE_CANDIDATES = ("ort-cuda", "ort-cpu")  # engines for judges are not worth TensorRT's build time
 ORT_PROVIDERS = {
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],

@@ -38,7 +38,8 @@ def _build(preset: str, folder: Path) -> Path:
 
 def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_root: str | None,
                   console: Console, device: str = "cpu") -> dict:
-    from ..export.cache import ArtefactCache
+    from ..backends.resolve import BackendResolver
+    from ..config import BackendConfig
     from ..keys import FileHasher
     from .backends_bench import _time
     from ..judges.vqa import VqaJudge
@@ -48,8 +49,8 @@ def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_
         path = str(_build(preset, Path(tmp) / "blip"))
         t0 = time.perf_counter()
         judges = {"torch": VqaJudge(path, device=device),
-                  "ort": VqaJudge(path, device=device, backend="ort", cache=ArtefactCache(cache_root), hasher=FileHasher(None),
-                                  log=console.print)}
+                  "ort": VqaJudge(path, device=device, resolver=BackendResolver(
+                      BackendConfig(kind="ort", cache_root=None if cache_root is None else str(cache_root)), FileHasher(None), log=console.print))}
         setup = time.perf_counter() - t0
         ref = judges["torch"]
         size = ref.processor.image_processor.size["height"]
@@ -60,8 +61,8 @@ def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_
         ids, mask = ref._tokenize(["is there a red bus?"] * questions)
         rows = []
         for name, judge in judges.items():
-            if name == "ort" and judge.backend_report["chosen"] != "ort":
-                rows.append({"backend": name, "error": judge.backend_report.get("skipped")})
+            if name == "ort" and not judge.backend_report["chosen"].startswith("ort"):
+                rows.append({"backend": name, "error": "; ".join(s["reason"] for s in judge.backend_report["skipped"])})
                 continue
             g = judge.graphs
             vision = _time(lambda: g.image_embeds(pixels), reps)

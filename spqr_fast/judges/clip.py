@@ -92,8 +92,10 @@ class ClipScorer:
 
     name = "clip"
 
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32, backend: str = "torch",
-                 cache=None, hasher=None, log=print, tolerance: float = 1e-4):
+    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32, resolver=None,
+                 tolerance: float = 1e-4):
+        """`resolver` (a `backends.resolve.BackendResolver`) may move the towers to ONNX Runtime;
+        without one they stay on torch."""
         self.path = path
         self.device = device
         self.batch_size = batch_size
@@ -106,11 +108,12 @@ class ClipScorer:
         def parity_error(towers) -> float:
             return float(np.abs(self._score_ort(probe, texts, towers) - self._score_torch(probe, texts)).max())
 
-        from ..backends.judge_backend import accelerate_judge
-
-        self.towers, self.backend_report = accelerate_judge(
-            "CLIP", backend, lambda providers: OrtClipTowers(export_clip(self.path, cache, hasher, log), providers),
-            parity_error, tolerance, log)
+        self.backend_report: dict = {"requested": "torch", "chosen": "torch"}
+        if resolver is not None:
+            self.towers, self.backend_report = resolver.resolve_judge(
+                "CLIP", lambda providers: OrtClipTowers(export_clip(self.path, resolver.cache, resolver.hasher,
+                                                                    resolver.log), providers),
+                parity_error, tolerance)
 
     def identity(self, hasher) -> dict:
         # The backend is not part of the identity: both compute the same score (parity-checked).

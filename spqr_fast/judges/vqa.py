@@ -185,8 +185,10 @@ class VqaJudge:
 
     name = "vqa"
 
-    def __init__(self, path: str, *, device: str = "cpu", backend: str = "torch", cache=None, hasher=None,
-                 log=print, tolerance: float = 1e-3, batch_size: int = 16):
+    def __init__(self, path: str, *, device: str = "cpu", resolver=None, tolerance: float = 1e-3,
+                 batch_size: int = 16):
+        """`resolver` (a `backends.resolve.BackendResolver`) may move the graphs to ONNX Runtime;
+        without one they stay on torch."""
         from transformers import BlipForQuestionAnswering, BlipProcessor
 
         self.path = path
@@ -205,17 +207,20 @@ class VqaJudge:
         self.sep_id = tok.sep_token_id
         self.graphs = _TorchGraphs(blip, device)
 
-        from ..backends.judge_backend import accelerate_judge
+        self.backend_report: dict = {"requested": "torch", "chosen": "torch"}
+        if resolver is None:
+            return
         from ..export.onnx_export import _version
 
         def build(providers: list[str]):
-            inputs = {"weights": hasher.tree(Path(self.path)), "component": "blip-vqa", "graphs": 3,
+            inputs = {"weights": resolver.hasher.tree(Path(self.path)), "component": "blip-vqa", "graphs": 3,
                       "optimum": _version("optimum-onnx"), "onnx": _version("onnx"), "torch": _version("torch")}
-            folder = cache.get_or_build("onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp) or {"model": str(self.path)},
-                                        label="VQA artefact", log=log)
+            folder = resolver.cache.get_or_build(
+                "onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp) or {"model": str(self.path)},
+                label="VQA artefact", log=resolver.log)
             return _OrtGraphs(folder, providers)
 
-        graphs, self.backend_report = accelerate_judge("VQA judge", backend, build, self.parity_error, tolerance, log)
+        graphs, self.backend_report = resolver.resolve_judge("VQA judge", build, self.parity_error, tolerance)
         if graphs is not None:
             self.graphs = graphs
 

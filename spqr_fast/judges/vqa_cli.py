@@ -28,7 +28,11 @@ def score_folder(model: Path, images_dir: Path, questions_file: Path, *, backend
     if not matched:
         raise InputError(f"no image in '{images_dir}' is named after a caption id of '{questions_file}' "
                          f"(e.g. {next(iter(by_id))}.png)")
-    judge = VqaJudge(str(model), backend=backend, cache=cache, hasher=hasher, log=console.print)
+    from ..backends.resolve import BackendResolver
+    from ..config import BackendConfig
+
+    resolver = BackendResolver(BackendConfig(kind=backend, cache_root=str(cache.root)), hasher, log=console.print)
+    judge = VqaJudge(str(model), resolver=resolver)
     swap = mismatched_pairs(matched)
     records = []
     with make_progress(console) as progress:
