@@ -55,7 +55,9 @@ class FileHasher:
 
     def tree(self, path: Path, suffixes: tuple[str, ...] | None = None) -> str:
         """Hash of a file, or of a folder's files (relative names + contents), optionally only
-        those with the given suffixes."""
+        those with the given suffixes. In a folder, a JSON config's `_name_or_path` (where the
+        library loaded it from before saving) is left out: the same weights saved from another
+        place are the same model, with the same image keys and BFT cache."""
         path = Path(path)
         if path.is_file():
             return self.file(path)
@@ -63,8 +65,22 @@ class FileHasher:
         files = (p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         for f in sorted(p for p in files if suffixes is None or p.suffix in suffixes):
             h.update(str(f.relative_to(path)).encode())
-            h.update(self.file(f).encode())
+            h.update((_config_without_origin(f) or self.file(f)).encode())
         return h.hexdigest()
+
+
+def _config_without_origin(path: Path) -> str | None:
+    """The hash of a JSON config without its `_name_or_path`, or None when it has none."""
+    if path.suffix != ".json" or path.stat().st_size > 1 << 20:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or "_name_or_path" not in data:
+        return None
+    data.pop("_name_or_path")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def source_hash(src: ModelSource, hasher: FileHasher) -> str:

@@ -85,3 +85,23 @@ def test_source_hash_tracks_weights(models_dir, esd_lora, tmp_path):
     c = source_hash(ModelSource(path=str(models_dir / "esd")), hasher)
     assert len({a, b, c}) == 3
     assert a == source_hash(ModelSource(path=str(models_dir / "base")), FileHasher(tmp_path / "h.json"))
+
+
+def test_the_same_weights_saved_from_another_place_hash_the_same(models_dir, tmp_path):
+    """A re-saved folder differs only in the `_name_or_path` of its configs: same model, same keys."""
+    import json
+    import shutil
+
+    copies = []
+    for name in ("here", "there"):
+        folder = shutil.copytree(models_dir / "base", tmp_path / name)
+        for cfg in folder.rglob("*.json"):
+            data = json.loads(cfg.read_text())
+            if isinstance(data, dict):
+                cfg.write_text(json.dumps({**data, "_name_or_path": f"/somewhere/{name}"}))
+        copies.append(folder)
+    hashes = [source_hash(ModelSource(path=str(c)), FileHasher(None)) for c in copies]
+    assert hashes[0] == hashes[1]
+    unet_cfg = copies[1] / "unet" / "config.json"
+    unet_cfg.write_text(json.dumps({**json.loads(unet_cfg.read_text()), "sample_size": 7}))  # a real change
+    assert source_hash(ModelSource(path=str(copies[1])), FileHasher(None)) != hashes[0]
