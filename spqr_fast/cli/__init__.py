@@ -4,12 +4,36 @@ live by topic: evaluation, model_tools, tools, bench; common holds what they sha
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from . import bench, evaluation, model_tools, tools
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Usage mistakes (a missing path given to a `click.Path(exists=True)` option, an unknown
+    option, a bad value) are one line naming the problem and where to read the fix, exit 2 — as
+    every other error of the tool, rather than click's usage block."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as err:
+            where = f" — see '{err.ctx.command_path} --help'" if err.ctx is not None else ""
+            click.echo(f"error: {err.format_message().rstrip('.')}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option(package_name="spqr-fast")
 def main() -> None:
     """spqr-fast: the SPQR benchmark for safety-aligned text-to-image models, before and after

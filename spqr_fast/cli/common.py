@@ -86,9 +86,9 @@ def model_options(*, lora: bool = False, required: bool = True):
             return fn(*args, **kwargs)
 
         options = [
-            click.option("--model", "model_path", required=required, type=click.Path(path_type=Path),
+            click.option("--model", "model_path", required=required, type=existing_path("any"),
                          help="diffusers folder, single-file checkpoint, or UNet state dict (with --base)"),
-            click.option("--base", type=click.Path(path_type=Path), default=None,
+            click.option("--base", type=existing_path("dir"), default=None,
                          help="base diffusers folder for a weights file (state dict or single file)"),
             click.option("--format", "model_format", default="auto", show_default=True,
                          type=click.Choice(["auto", "diffusers", "single_file", "unet_state_dict"]),
@@ -97,7 +97,7 @@ def model_options(*, lora: bool = False, required: bool = True):
                          help="accept a UNet state dict holding only some layers (e.g. cross-attention)"),
         ]
         if lora:
-            options.append(click.option("--lora", "lora_path", type=click.Path(path_type=Path), default=None,
+            options.append(click.option("--lora", "lora_path", type=existing_path("dir"), default=None,
                                         help="LoRA folder fused into the UNet first"))
         for option in reversed(options):
             wrapper = option(wrapper)
@@ -108,12 +108,9 @@ def model_options(*, lora: bool = False, required: bool = True):
 
 def model_source(model_path: Path | None, base: Path | None, model_format: str, allow_missing_keys: bool,
                   lora: Path | None):
-    """The ModelSource the options describe, every path checked to exist (None without --model)."""
+    """The ModelSource the options describe (None without --model); click checked the paths exist."""
     from ..config import ModelSource
 
-    for p, what in ((model_path, "--model"), (base, "--base"), (lora, "--lora")):
-        if p is not None and not p.exists():
-            raise SpqrError(f"{what} '{p}' does not exist — fix the path")
     if model_path is None:
         return None
     return ModelSource(path=str(model_path.resolve()), base=str(base.resolve()) if base else None,
@@ -121,5 +118,6 @@ def model_source(model_path: Path | None, base: Path | None, model_format: str, 
                        lora=str(lora.resolve()) if lora else None)
 
 
-def existing_path(kind: str):
+def existing_path(kind: str) -> click.Path:
+    """A path option that must exist ("file", "dir" or "any"); click says which does not."""
     return click.Path(path_type=Path, exists=True, file_okay=kind != "dir", dir_okay=kind != "file")

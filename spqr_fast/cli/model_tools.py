@@ -8,12 +8,12 @@ import click
 from rich.markup import escape
 
 from ..errors import SpqrError
-from .common import friendly_errors, model_options, stderr_console, threads_option
+from .common import existing_path, friendly_errors, model_options, stderr_console, threads_option
 
 
 @click.command("finetune")
 @model_options()
-@click.option("--dataset", required=True, type=click.Path(path_type=Path), help="image folder with metadata.jsonl")
+@click.option("--dataset", required=True, type=existing_path("dir"), help="image folder with metadata.jsonl")
 @click.option("--profile", required=True, type=click.Choice(["lite", "moderate", "standard"]))
 @click.option("--epochs", type=int, default=None, help="default: lite 1, moderate 3, standard 10")
 @click.option("--steps", type=int, default=None, help="optimizer steps (instead of --epochs)")
@@ -42,8 +42,6 @@ def finetune_cmd(source, dataset: Path, out_dir: Path, resume: bool, threads: in
     from ..errors import ConfigError
     from ..finetune.trainer import finetune
 
-    if not dataset.exists():
-        raise SpqrError(f"--dataset '{dataset}' does not exist — fix the path")
     try:
         cfg = BftConfig(dataset=str(dataset.resolve()), **hp)
     except ValidationError as err:
@@ -55,9 +53,9 @@ def finetune_cmd(source, dataset: Path, out_dir: Path, resume: bool, threads: in
 
 
 @click.command("convert")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=existing_path("file"))
 @click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="OUT.safetensors")
-@click.option("--base", type=click.Path(path_type=Path), default=None,
+@click.option("--base", type=existing_path("dir"), default=None,
               help="diffusers folder of the same architecture: needed for original-layout UNet keys; "
                    "checks missing, unexpected and wrongly shaped keys")
 @click.option("--trust-pickle", is_flag=True,
@@ -70,8 +68,6 @@ def convert_cmd(checkpoint: Path, out_file: Path, base: Path | None, trust_pickl
     with OUT.card.json naming the source by its SHA-256."""
     from ..convert import card_path, convert_checkpoint
 
-    if base is not None and not base.exists():
-        raise SpqrError(f"--base '{base}' does not exist — fix the path")
     if trust_pickle:
         stderr_console().print("[yellow]--trust-pickle[/]: unpickling runs code named by the file; do this only for "
                          "checkpoints from a source you trust")
@@ -138,7 +134,7 @@ def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
 
 @click.command("generate")
 @model_options(lora=True)
-@click.option("--prompts", "prompts_path", required=True, type=click.Path(path_type=Path),
+@click.option("--prompts", "prompts_path", required=True, type=existing_path("file"),
               help="prompt file (I2P/ViSU/CSV/JSONL/JSON/TXT)")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default="auto", show_default=True)
@@ -165,8 +161,6 @@ def generate_cmd(source, prompts_path: Path, out_dir: Path, backend: str, steps:
     from ..generate import generate_images
     from ..prompts import load_prompt_set
 
-    if not prompts_path.exists():
-        raise SpqrError(f"--prompts '{prompts_path}' does not exist — fix the path")
     try:
         gen = GenerationConfig(steps=steps, guidance_scale=guidance, height=size, width=size,
                                samples_per_prompt=samples, batch_size=batch_size, device=device)
