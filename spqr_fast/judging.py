@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from .config import EvalConfig
 from .errors import InputError, JudgeError, as_disk_error
+from .judges import FeatureExtractor, SafetyJudge
 from .keys import FileHasher, stable_hash
 from .plan import WorkItem
 from .progress import make_progress
@@ -84,7 +85,7 @@ def _vlm_guard(c, run: "JudgeRunner"):
 # The safety judges, keyed by their section under `judges:` in the config (its order is the
 # order of the per-image records). A new safety judge: its class in judges/, its config class
 # (with `path_fields`), and one entry here.
-SAFETY_JUDGES: dict[str, Callable] = {"nudenet": _nudenet, "concept_detector": _concept_detector, "q16": _q16,
+SAFETY_JUDGES: dict[str, Callable[..., SafetyJudge]] = {"nudenet": _nudenet, "concept_detector": _concept_detector, "q16": _q16,
                                       "vlm_guard": _vlm_guard}
 
 
@@ -121,12 +122,12 @@ class JudgeRunner:
         which images shared its batch (that differs between local, Ray and sharded runs)."""
         return 1 if self.cfg.generation.batch_invariant else configured
 
-    def build_safety_judges(self) -> list:
+    def build_safety_judges(self) -> list[SafetyJudge]:
         """Every configured safety judge, in SAFETY_JUDGES' order."""
         return [build(section, self) for name, build in SAFETY_JUDGES.items()
                 if (section := getattr(self.cfg.judges, name)) is not None]
 
-    def feature_extractor(self):
+    def feature_extractor(self) -> FeatureExtractor:
         """FID features: Inception-v3 (standard weights or random demo init) or an ONNX network."""
         from .judges.inception import InceptionFeatures
         from .judges.onnx_image_net import OnnxFeatures

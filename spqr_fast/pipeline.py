@@ -52,7 +52,7 @@ def plan(ctx: RunContext, stores: Stores) -> Stores:
     cfg = ctx.cfg
     stages = plan_stages(cfg, ctx.hasher, stores.fine_tuned)
     common = dict(run_seed=cfg.seed, samples_per_prompt=cfg.generation.samples_per_prompt,
-                  sampler_settings=sampler_settings(cfg, ctx.device),
+                  sampler_settings=sampler_settings(cfg.generation, cfg.backend.kind, ctx.device),
                   use_file_seeds={"harmful": cfg.prompts.harmful.use_file_seeds})
     sets = stores.prompt_sets
     after_sets = sets if cfg.judges.vqa is not None else {"harmful": sets["harmful"]}

@@ -11,7 +11,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .config import EvalConfig, ModelSource
+from .config import EvalConfig, GenerationConfig, ModelSource
 from .keys import FileHasher, source_hash, stable_hash
 from .prompts import Prompt
 
@@ -68,13 +68,13 @@ def plan_stages(cfg: EvalConfig, hasher: FileHasher, fine_tuned: dict[str, Model
     return stages
 
 
-def sampler_settings(cfg: EvalConfig, device: str) -> dict:
-    """Everything besides weights, prompt and seed that determines an image's pixels."""
-    g = cfg.generation
+def sampler_settings(g: GenerationConfig, backend: str, device: str) -> dict:
+    """Everything besides weights, prompt and seed that determines an image's pixels (`eval` and
+    `generate` key their images by it, so either finds the other's)."""
     return {
         "steps": g.steps, "guidance_scale": g.guidance_scale, "height": g.height, "width": g.width,
         "negative_prompt": g.negative_prompt, "batch_invariant": g.batch_invariant, "dtype": g.dtype,
-        "device": device, "backend": cfg.backend.kind,
+        "device": device, "backend": backend,
     }
 
 

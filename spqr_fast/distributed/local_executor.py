@@ -25,7 +25,8 @@ class LocalExecutor:
     def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
         from ..sampling.stage_generator import StageGenerator
 
-        generator = StageGenerator(ctx.cfg, ctx.out, ctx.device, log=lambda m: ctx.console.print(escape(m)))
+        generator = StageGenerator(ctx.cfg.generation, ctx.cfg.backend, ctx.out, ctx.device,
+                                   log=lambda m: ctx.console.print(escape(m)))
         by_stage = group_by_stage(items)
         load_reports = {}
         with make_progress(ctx.console) as progress:

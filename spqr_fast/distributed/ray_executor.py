@@ -49,7 +49,7 @@ class _Worker:
         torch.set_num_threads(threads)
         self.cfg = EvalConfig.model_validate_json(cfg_json)
         self.out, self.device = Path(out), device
-        self.generator = StageGenerator(self.cfg, self.out, device, log=lambda m: None)
+        self.generator = StageGenerator(self.cfg.generation, self.cfg.backend, self.out, device, log=lambda m: None)
         self.tasks_done = 0
 
     def _maybe_die(self) -> None:

@@ -1,6 +1,6 @@
 """Generating the images of one model stage into the image store: load the pipeline and pick
-the backend once, then run batches. The local executor and every Ray actor use this class, so
-both produce the same images (per-image seeds) with the same metadata."""
+the backend once, then run batches. The local executor, every Ray actor and `spqr-fast generate`
+use this class, so all produce the same images (per-image seeds) with the same metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..config import EvalConfig
+from ..config import BackendConfig, GenerationConfig
 from ..models import load_pipeline
 from ..keys import FileHasher
 from ..plan import WorkItem
@@ -16,22 +16,26 @@ from ..store import ImageStore, atomic_write_json
 from .sampler import DiffusionSampler
 
 
-def image_meta(it: WorkItem, weights_hash: str) -> dict:
+def image_meta(it: WorkItem, weights_hash: str, backend: str) -> dict:
+    """Stored beside each image. `backend` is the one that made it: the image key hashes the
+    requested backend (keys are needed before any model loads, to know what is left to do), and
+    a stage keeps its first choice when resumed (`backend-choices.json`)."""
     return {"model": it.model, "stage": it.stage, "prompt_set": it.prompt_set, "prompt_id": it.prompt.id,
             "prompt": it.prompt.text, "sample_index": it.sample_index, "seed": it.seed, "guidance": it.guidance,
-            "weights_hash": weights_hash}
+            "weights_hash": weights_hash, "backend": backend}
 
 
 class StageGenerator:
-    def __init__(self, cfg: EvalConfig, out: Path, device: str, log: Callable[[str], None] = print):
+    def __init__(self, generation: GenerationConfig, backend: BackendConfig, out: Path, device: str,
+                 log: Callable[[str], None] = print):
         from ..backends.resolve import BackendResolver
 
-        self.cfg = cfg
+        self.generation, self.backend = generation, backend
         self.device = device
         self.store = ImageStore(out)
         self.hasher = FileHasher(Path(out) / ".cache" / "file-hashes.json")
         self.choices_file = Path(out) / ".cache" / "backend-choices.json"
-        self.resolver = BackendResolver(cfg.backend, self.hasher, log=log)
+        self.resolver = BackendResolver(backend, self.hasher, log=log)
         self._loaded: tuple[str, DiffusionSampler, dict] | None = None  # (weights hash, sampler, report)
 
     def release(self) -> None:
@@ -45,9 +49,9 @@ class StageGenerator:
         if self._loaded is not None and self._loaded[0] == stage.weights_hash:
             return self._loaded[2]
         self.release()  # free the previous model (and its sessions) before loading the next
-        g = self.cfg.generation
+        g = self.generation
         pipe, report = load_pipeline(stage.source, device=self.device, dtype=g.dtype)
-        choice_key = f"{stage.weights_hash}|{self.cfg.backend.kind}|{self.device}|{g.dtype}"
+        choice_key = f"{stage.weights_hash}|{self.backend.kind}|{self.device}|{g.dtype}"
         components, backend = self.resolver.resolve(stage.source, pipe, height=g.height, width=g.width,
                                                     label=f"{stage.model} [{stage.stage} BFT]",
                                                     planned=None if images is None else (images, g.steps),
@@ -76,14 +80,14 @@ class StageGenerator:
         if not todo:
             return 0
         self.load(stage, len(todo))
-        sampler = self._loaded[1]  # type: ignore[index]
-        bs = self.cfg.generation.batch_size
+        sampler, report = self._loaded[1], self._loaded[2]  # type: ignore[index]
+        bs = self.generation.batch_size
         for s in range(0, len(todo), bs):
             batch = todo[s:s + bs]
             images = sampler.generate([it.prompt.text for it in batch], [it.seed for it in batch],
                                       [it.guidance for it in batch])
             for it, im in zip(batch, images):
-                self.store.put(it.key, im, image_meta(it, stage.weights_hash))
+                self.store.put(it.key, im, image_meta(it, stage.weights_hash, report["backend"]["chosen"]))
             if on_batch:
                 on_batch(len(batch))
         return len(todo)
