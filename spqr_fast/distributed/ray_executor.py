@@ -100,9 +100,9 @@ class _ActorPool:
     """Actors created as tasks need them (up to the cluster's capacity), each task retried on a
     fresh actor when its actor dies."""
 
-    def __init__(self, ray, ctx: RunContext, capacity: int, gpus: int, threads: int):
+    def __init__(self, ray, ctx: RunContext, capacity: int, gpus: int, threads: int, worker: type = _Worker):
         self.ray, self.capacity = ray, capacity
-        actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads, max_restarts=0)(_Worker)
+        actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads, max_restarts=0)(worker)
         cfg_json, out, device = ctx.cfg.model_dump_json(), str(ctx.out), "cuda" if gpus else "cpu"
         self._new = lambda: actor_cls.remote(cfg_json, out, device, threads)
         self.actors: list = []
@@ -227,6 +227,8 @@ class RayExecutor:
         if any(ident != identities for ident, _ in answers[1:]):
             raise SpqrError("the Ray workers' judges differ (weights, thresholds or questions) — give every "
                             "worker the same judge files, then re-run")
+        ctx.log(f"judged on {len(answers)} Ray worker(s): {', '.join(identities)}"
+                + "".join(f"; {name} on {report['chosen']}" for name, report in backends.items()))
         return JudgedStores.open(ctx.out, identities, backends, list(reference_keys(ref_paths, ctx.hasher)))
 
     def close(self) -> None:
