@@ -85,8 +85,8 @@ def _vlm_guard(c, run: "JudgeRunner"):
 # The safety judges, keyed by their section under `judges:` in the config (its order is the
 # order of the per-image records). A new safety judge: its class in judges/, its config class
 # (with `path_fields`), and one entry here.
-SAFETY_JUDGES: dict[str, Callable[..., SafetyJudge]] = {"nudenet": _nudenet, "concept_detector": _concept_detector, "q16": _q16,
-                                      "vlm_guard": _vlm_guard}
+SAFETY_JUDGES: dict[str, Callable[..., SafetyJudge]] = {
+    "nudenet": _nudenet, "concept_detector": _concept_detector, "q16": _q16, "vlm_guard": _vlm_guard}
 
 
 class JudgeRunner:

@@ -73,5 +73,6 @@ def test_judges_follow_the_generation_backend_rules():
     graphs, report = resolver("ort", cpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
     assert graphs is None and report["skipped"][-1] == {"backend": "ort-cpu", "reason": "build failed: exporter crashed"}
     log.clear()
-    graphs, report = resolver("torch", gpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
-    assert graphs is None and report["chosen"] == "torch" and report["skipped"] == [] and log == []
+    for kind in ("torch", "tensorrt"):  # requests without an ONNX Runtime candidate keep judges on torch, silently
+        graphs, report = resolver(kind, gpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
+        assert graphs is None and report["chosen"] == "torch" and report["skipped"] == [] and log == []

@@ -13,7 +13,7 @@ from ..export.cache import ArtefactCache
 from ..export.onnx_export import cached_onnx_export, missing_components
 from ..keys import FileHasher
 from .parity import ScalarParity, check_parity
-from .selection import JUDGE_CANDIDATES, ORT_PROVIDERS, MachineOffer, detect_offer, plan_candidates
+from .selection import JUDGE_CANDIDATES, ORT_PROVIDERS, REQUEST_ORDER, MachineOffer, detect_offer, plan_candidates
 from ..runtime import release_memory
 from .torch_backend import TorchComponents
 
@@ -140,7 +140,7 @@ class BackendResolver:
         # machine-wide absences are recorded here and said once by the run's generation lines
         report["skipped"] += [{"backend": c, "reason": why} for c, why in skipped if c in JUDGE_CANDIDATES]
         candidates = [c for c in tryable if c in JUDGE_CANDIDATES]
-        if self.cfg.kind != "torch" and not candidates:
+        if not candidates and any(c in JUDGE_CANDIDATES for c in REQUEST_ORDER[self.cfg.kind]):
             self._skip(report, name, "onnxruntime", "no ONNX Runtime provider on this machine", per_model=True)
         for candidate in candidates:
             graphs = self._admit(report, name, candidate, lambda c=candidate: build(list(ORT_PROVIDERS[c])),
