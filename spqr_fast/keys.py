@@ -43,12 +43,31 @@ class FileHasher:
                 self._cache = {}
 
     def file(self, path: Path) -> str:
-        st = path.stat()
-        tag = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if tag not in self._cache:
-            from .store import atomic_write_json, file_sha256
+        from .store import file_sha256
 
-            self._cache[tag] = file_sha256(path)
+        return self._cached("", path, file_sha256)
+
+    def config(self, path: Path, drop: str) -> str:
+        """A file's hash with a JSON config's bookkeeping left out: `drop="origin"` leaves out
+        `_name_or_path` (where the library loaded it from before saving), `drop="private"` every
+        `_`-prefixed key (that and the library version). Other files hash by their bytes."""
+        def digest(p: Path) -> str:
+            data = _json_config(p)
+            if data is None or (drop == "origin" and "_name_or_path" not in data):
+                return self.file(p)
+            bookkeeping = (lambda k: k == "_name_or_path") if drop == "origin" else (lambda k: k.startswith("_"))
+            kept = {k: v for k, v in data.items() if not bookkeeping(k)}
+            return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+        return self._cached(f"{drop}|", path, digest) if path.suffix == ".json" else self.file(path)
+
+    def _cached(self, prefix: str, path: Path, digest) -> str:
+        st = path.stat()
+        tag = f"{prefix}{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if tag not in self._cache:
+            from .store import atomic_write_json
+
+            self._cache[tag] = digest(path)
             if self.cache_file is not None:
                 atomic_write_json(self.cache_file, self._cache)
         return self._cache[tag]
@@ -65,22 +84,17 @@ class FileHasher:
         files = (p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         for f in sorted(p for p in files if suffixes is None or p.suffix in suffixes):
             h.update(str(f.relative_to(path)).encode())
-            h.update((_config_without_origin(f) or self.file(f)).encode())
+            h.update(self.config(f, drop="origin").encode())
         return h.hexdigest()
 
 
-def _config_without_origin(path: Path) -> str | None:
-    """The hash of a JSON config without its `_name_or_path`, or None when it has none."""
-    if path.suffix != ".json" or path.stat().st_size > 1 << 20:
-        return None
+def _json_config(path: Path) -> dict | None:
+    """A JSON file's object, or None when it is not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(data, dict) or "_name_or_path" not in data:
-        return None
-    data.pop("_name_or_path")
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return data if isinstance(data, dict) else None
 
 
 def source_hash(src: ModelSource, hasher: FileHasher) -> str:
@@ -123,15 +137,7 @@ def _component_hash(folder: Path, hasher: FileHasher) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         h.update(str(f.relative_to(folder)).encode())
-        if f.suffix == ".json":
-            try:
-                data = json.loads(f.read_text())
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                data = None
-            if isinstance(data, dict):
-                h.update(json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, sort_keys=True).encode())
-                continue
-        h.update(hasher.file(f).encode())
+        h.update(hasher.config(f, drop="private").encode())
     return h.hexdigest()
 
 
