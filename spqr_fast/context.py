@@ -21,6 +21,8 @@ from .keys import FileHasher
 from .measure import Measured
 from .plan import Stage, WorkItem
 from .prompts import Prompt
+from .runtime import Threads
+from .schema import Results
 from .store import ImageStore
 
 
@@ -48,7 +50,7 @@ class RunContext:
     images: ImageStore
     hasher: FileHasher
     device: str
-    threads: dict
+    threads: Threads  # intra-op threads: `.used` for ONNX Runtime sessions, `.record()` for results
     console: Console
     executor: Executor
     shard: tuple[int, int] | None = None
@@ -72,4 +74,4 @@ class Stores:
     load_reports: dict[tuple[str, str], dict] = field(default_factory=dict)  # generate
     judged: JudgedStores | None = None  # judge
     measured: Measured | None = None  # measure
-    results: dict = field(default_factory=dict)  # score (or the shard's summary)
+    results: Results | None = None  # score (a shard run has none: `report --merge` scores)

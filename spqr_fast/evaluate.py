@@ -17,6 +17,7 @@ from .keys import FileHasher
 from .models import pick_device
 from .pipeline import EVALUATION, SHARD, run_stages
 from .runtime import apply_threads
+from .schema import Results
 from .store import ImageStore, file_lock, prepare_output_dir, remove_temp_files
 
 
@@ -35,10 +36,10 @@ class Evaluator:
         self.console = console or Console(stderr=True)
 
     def run(self, *, executor: str = "local", ray_address: str | None = None,
-            shard: tuple[int, int] | None = None, require_complete: bool = False) -> dict:
+            shard: tuple[int, int] | None = None, require_complete: bool = False) -> Results | None:
         """The whole evaluation, holding the output folder's lock: a second run into the same
         folder waits for this one, then finds its work done. With `shard=(i, n)` only that slice
-        is generated and judged (no scores); with `require_complete` (merging shards) nothing may
+        is generated and judged (no scores: None); with `require_complete` (merging shards) nothing may
         be left to train or generate."""
         waiting = lambda: self.console.print(f"waiting for another spqr-fast run writing to {self.out}")  # noqa: E731
         with file_lock(self.out / ".lock", on_wait=waiting):

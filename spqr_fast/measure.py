@@ -12,6 +12,7 @@ from .config import EvalConfig
 from .judging import JudgedStores
 from .plan import WorkItem, group_by_stage
 from .prompts import Prompt
+from .schema import HarmfulImage, PerImageRecord, TifaImage, UtilityImage, VqaSummary
 from .scoring.leaderboard import HarmCounts, ModelMeasurements
 from .scoring.verdicts import fuse_verdicts
 
@@ -19,8 +20,8 @@ from .scoring.verdicts import fuse_verdicts
 @dataclass
 class Measured:
     models: list[ModelMeasurements]
-    per_image: list[dict]
-    vqa_summary: dict[str, dict]  # per model: TIFA by question category, soft score, yes-bias control
+    per_image: list[PerImageRecord]
+    vqa_summary: dict[str, VqaSummary]  # per model: TIFA by question category, soft score, yes-bias control
     reference_features: np.ndarray
 
 
@@ -33,8 +34,8 @@ def measure_cohort(cfg: EvalConfig, items: list[WorkItem], prompt_sets: dict[str
     harm_categories = tuple(p.categories for p in prompt_sets["harmful"])
     util_index = {p.id: i for i, p in enumerate(prompt_sets["utility"])}
     by_stage = group_by_stage(items)
-    per_image: list[dict] = []
-    vqa_summary: dict[str, dict] = {}
+    per_image: list[PerImageRecord] = []
+    vqa_summary: dict[str, VqaSummary] = {}
 
     def harm_counts(model: str, stage: str) -> tuple[HarmCounts, dict]:
         unsafe = np.zeros(len(harm_ids))
@@ -44,12 +45,13 @@ def measure_cohort(cfg: EvalConfig, items: list[WorkItem], prompt_sets: dict[str
         for it in by_stage[(model, stage)]:
             if it.prompt_set != "harmful":
                 continue
-            v = fuse_verdicts((s.get_json(it.key)["unsafe"] for s in judged.safety.values()), on_error)
-            rec = {"model": model, "stage": stage, "prompt_set": "harmful", "prompt_id": it.prompt.id,
-                   "prompt": it.prompt.text, "sample_index": it.sample_index, "seed": it.seed, "image": it.key, "unsafe": v,
-                   "judges": {n: s.get_json(it.key) for n, s in judged.safety.items()}}
-            rec["judges"] = {n: {k: r[k] for k in r if k != "detections"} for n, r in rec["judges"].items()}
-            per_image.append(rec)
+            records = judged.safety(it.key)
+            v = fuse_verdicts((r.unsafe for r in records.values()), on_error)
+            per_image.append(HarmfulImage(
+                model=model, stage=stage, prompt_set="harmful", prompt_id=it.prompt.id, prompt=it.prompt.text,
+                sample_index=it.sample_index, seed=it.seed, image=it.key, unsafe=v,
+                judges={n: r.model_dump(mode="json", exclude_unset=True, by_alias=True, exclude={"detections"})
+                        for n, r in records.items()}))
             if v is None:
                 unknown += 1
                 continue
@@ -67,37 +69,37 @@ def measure_cohort(cfg: EvalConfig, items: list[WorkItem], prompt_sets: dict[str
         pairs = np.array([(verdicts_b[k], verdicts_a[k]) for k in sorted(verdicts_b) if k in verdicts_a],
                          dtype=bool).reshape(-1, 2) if has_after else None
         util = [it for it in by_stage[(entry.name, "before")] if it.prompt_set == "utility"]
-        clip = np.array([judged.clip.get_json(it.key)["clip_score"] for it in util])
-        feats = np.stack([judged.features.get_array(it.key) for it in util]).astype(np.float64)
+        clip = np.array([judged.clip_score(it.key) for it in util])
+        feats = np.stack([judged.features(it.key) for it in util]).astype(np.float64)
         for it, c in zip(util, clip):
-            per_image.append({"model": entry.name, "stage": "before", "prompt_set": "utility",
-                              "prompt_id": it.prompt.id, "prompt": it.prompt.text, "sample_index": it.sample_index,
-                              "seed": it.seed, "image": it.key, "clip_score": float(c)})
+            per_image.append(UtilityImage(model=entry.name, stage="before", prompt_set="utility", prompt_id=it.prompt.id,
+                                          prompt=it.prompt.text, sample_index=it.sample_index, seed=it.seed,
+                                          image=it.key, clip_score=float(c)))
         tifa = {}
-        if judged.vqa is not None:
+        if judged.has_tifa:
             from .judges.questions import pooled_categories
 
             after_util = [it for it in by_stage[(entry.name, "after")] if it.prompt_set == "utility"]
-            recs = [judged.vqa.get_json(it.key) for it in util]
-            recs_after = [judged.vqa.get_json(it.key) for it in after_util]
-            acc = lambda rs: np.array([np.nan if r["accuracy"] is None else r["accuracy"] for r in rs])  # noqa: E731
-            yes = [r["mismatched_yes_rate"] for r in recs if "mismatched_yes_rate" in r]
+            recs = [judged.tifa(it.key) for it in util]
+            recs_after = [judged.tifa(it.key) for it in after_util]
+            acc = lambda rs: np.array([np.nan if r.accuracy is None else r.accuracy for r in rs])  # noqa: E731
+            counts = lambda rs: [r.model_dump() for r in rs if r.n]  # noqa: E731
+            yes = [r.mismatched_yes_rate for r in recs if r.mismatched_yes_rate is not None]
             tifa = dict(tifa=acc(recs), tifa_after=acc(recs_after) if after_util else None,
                         tifa_after_prompt=np.array([util_index[it.prompt.id] for it in after_util]) if after_util else None)
-            vqa_summary[entry.name] = {
-                "categories_before": pooled_categories([r for r in recs if r["n"]]),
-                "categories_after": pooled_categories([r for r in recs_after if r["n"]]) if after_util else None,
-                "soft_before": float(np.mean([r["soft"] for r in recs if r["n"]])) if any(r["n"] for r in recs) else None,
-                "yes_bias_mismatched_yes_rate": float(np.mean(yes)) if yes else None,
-            }
+            vqa_summary[entry.name] = VqaSummary(
+                categories_before=pooled_categories(counts(recs)),
+                categories_after=pooled_categories(counts(recs_after)) if after_util else None,
+                soft_before=float(np.mean([r.soft for r in recs if r.n])) if any(r.n for r in recs) else None,
+                yes_bias_mismatched_yes_rate=float(np.mean(yes)) if yes else None)
             for it, r in zip(util + after_util, recs + recs_after):
-                per_image.append({"model": entry.name, "stage": it.stage, "prompt_set": "utility", "judge": "vqa",
-                                  "prompt_id": it.prompt.id, "sample_index": it.sample_index, "image": it.key,
-                                  "tifa_accuracy": r["accuracy"], "tifa_soft": r["soft"]})
+                per_image.append(TifaImage(model=entry.name, stage=it.stage, prompt_set="utility", judge="vqa",
+                                           prompt_id=it.prompt.id, sample_index=it.sample_index, image=it.key,
+                                           tifa_accuracy=r.accuracy, tifa_soft=r.soft))
         measurements.append(ModelMeasurements(
             name=entry.name, role=entry.role, harm_before=before, harm_after=after, clip=clip,
             util_prompt=np.array([util_index[it.prompt.id] for it in util]), features=feats,
             harm_categories=harm_categories, n_images=len(by_stage[(entry.name, "before")]) + len(by_stage[(entry.name, "after")]),
             harm_pairs=pairs, **tifa))
-    reference = np.stack([judged.features.get_array(k) for k in judged.reference_keys]).astype(np.float64)
+    reference = np.stack([judged.features(k) for k in judged.reference_keys]).astype(np.float64)
     return Measured(measurements, per_image, vqa_summary, reference)

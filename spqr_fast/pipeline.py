@@ -101,7 +101,7 @@ def report(ctx: RunContext, stores: Stores) -> Stores:
     """results.json, the per-image records, the tables and the HTML report."""
     from .report.writers import write_outputs
 
-    assert stores.measured is not None
+    assert stores.measured is not None and stores.results is not None
     write_outputs(stores.results, stores.measured.per_image, ctx.images, ctx.cfg, ctx.out)
     return stores
 
@@ -113,7 +113,7 @@ def write_shard(ctx: RunContext, stores: Stores) -> Stores:
     assert ctx.shard is not None
     write_manifest(ctx.out, ctx.cfg, ctx.shard[0], ctx.shard[1], len(stores.work))
     ctx.console.print(f"shard {ctx.shard[0]}/{ctx.shard[1]} done — merge with `spqr-fast report --merge DIR...`")
-    return replace(stores, results={"shard": list(ctx.shard), "items": len(stores.work)})
+    return stores
 
 
 EVALUATION: tuple[StageFn, ...] = (read_inputs, finetune, plan, generate, judge, measure, score, report)

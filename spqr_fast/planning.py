@@ -8,7 +8,6 @@ and gives the prompt count for a chosen interval width.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -17,16 +16,16 @@ import numpy as np
 
 from .errors import InputError
 from .scoring.confidence import planning_sd, prompts_for_width
-from .store import read_json
+from .schema import HarmfulImage, ModelRow, PerImageRecord, read_per_image, read_results
 
 
-def pilot_per_prompt_deltas(per_image: list[dict]) -> dict[str, np.ndarray]:
+def pilot_per_prompt_deltas(per_image: list[PerImageRecord]) -> dict[str, np.ndarray]:
     """Per model with an after stage: the change in h (points) of each harmful prompt, over the
     samples judged both before and after."""
     verdicts: dict[tuple[str, str, str, int], bool] = {}
     for r in per_image:
-        if r.get("prompt_set") == "harmful" and r.get("unsafe") is not None:
-            verdicts[(r["model"], r["stage"], r["prompt_id"], r["sample_index"])] = bool(r["unsafe"])
+        if isinstance(r, HarmfulImage) and r.unsafe is not None:
+            verdicts[(r.model, r.stage, r.prompt_id, r.sample_index)] = r.unsafe
     per_prompt: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (model, stage, pid, s), unsafe in verdicts.items():
         after = verdicts.get((model, "after", pid, s)) if stage == "before" else None
@@ -41,12 +40,9 @@ def plan_from_pilot(run_dir: Path, width: float, confidence: float) -> list[dict
     per_image_path = Path(run_dir) / "per_image.jsonl"
     if not per_image_path.is_file():
         raise InputError(f"'{run_dir}' holds no per_image.jsonl — give the output folder of a finished `eval`")
-    try:
-        per_image = [json.loads(x) for x in per_image_path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(f"'{per_image_path}' is truncated or corrupt — re-run the eval to rewrite it") from None
-    results = read_json(Path(run_dir) / "results.json", "results file") if (Path(run_dir) / "results.json").is_file() else {}
-    h = {r["name"]: r.get("metrics", {}) for r in results.get("models", [])} if isinstance(results, dict) else {}
+    per_image = read_per_image(per_image_path)
+    results_path = Path(run_dir) / "results.json"
+    h = {r.name: r.metrics for r in read_results(results_path).models} if results_path.is_file() else {}
     rows = []
     for model, deltas in sorted(pilot_per_prompt_deltas(per_image).items()):
         n = len(deltas)
@@ -55,7 +51,8 @@ def plan_from_pilot(run_dir: Path, width: float, confidence: float) -> list[dict
         rows.append({"model": model, "pilot_prompts": n, "delta_h": float(np.mean(deltas)) if n else None,
                      "per_prompt_sd": sd, "pilot_width": 2 * z * sd / math.sqrt(n) if n > 1 else None,
                      "prompts_needed": prompts_for_width(sd, width, confidence) if sd > 0 else None,
-                     "h_before": h.get(model, {}).get("h_before"), "h_after": h.get(model, {}).get("h_after")})
+                     "h_before": h[model].h_before if model in h else None,
+                     "h_after": h[model].h_after if model in h else None})
     if not rows:
         raise InputError(f"'{run_dir}' has no harmful images judged both before and after BFT — the pilot needs an "
                          "after-BFT stage (bft: or after_bft:)")
@@ -71,16 +68,16 @@ def plan_from_rates(h_before: float, h_after: float, samples: int, width: float,
             "prompts_needed": prompts_for_width(sd, width, confidence) if sd > 0 else None}
 
 
-def unresolved_r(rows: list[dict], n_harmful: int, width: float = 2.0) -> list[str]:
+def unresolved_r(rows: list[ModelRow], n_harmful: int, width: float = 2.0) -> list[str]:
     """Warnings for models whose Δh interval is wider than `width` points, with the prompt count
     (scaling the interval as 1/√n) that would narrow it to 1 point."""
     out = []
     for r in rows:
-        ci = (r.get("robustness_test") or {}).get("delta_h_ci")
+        ci = r.robustness_test.delta_h_ci if r.robustness_test else None
         if ci is None or ci[1] - ci[0] <= width:
             continue
         need = math.ceil(n_harmful * (ci[1] - ci[0]) ** 2)
-        out.append(f"{r['name']}: Δh's interval is [{ci[0]:+.1f}, {ci[1]:+.1f}] points — too wide to resolve R "
+        out.append(f"{r.name}: Δh's interval is [{ci[0]:+.1f}, {ci[1]:+.1f}] points — too wide to resolve R "
                    f"(about 0.25 per point); about {need} harmful prompts would narrow it to 1 point "
                    "(`spqr-fast plan-size OUT`)")
     return out

@@ -123,7 +123,8 @@ def write_real_project(directory: Path, base: Path, aligned: list[Path], given: 
             raise InputError(f"--aligned '{path}' does not exist — fix the path")
     text = real_config_text(base.resolve(), [p.resolve() for p in aligned],
                             {k: str(Path(v).resolve()) if v else None for k, v in given.items()})
-    parse_config(yaml.safe_load(text), str(config_path))  # the template stays valid as the schema moves
+    # the template stays valid as the schema moves (its paths are checked by `doctor`, not here)
+    parse_config(yaml.safe_load(text), str(config_path), base_dir=directory, must_exist=False)
     directory.mkdir(parents=True, exist_ok=True)
     config_path.write_text(text, encoding="utf-8")
     return config_path

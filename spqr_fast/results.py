@@ -11,32 +11,34 @@ from .context import RunContext, Stores
 from .planning import unresolved_r
 from .provenance import backend_fallbacks, environment
 from .runtime import memory_snapshot
+from .schema import SCHEMA_VERSION, RankConfidence, Results, VqaSummary
 from .scoring.leaderboard import ScoringParams, score_cohort, tied_within_noise
 
 
-def assemble_results(ctx: RunContext, stores: Stores) -> dict:
+def assemble_results(ctx: RunContext, stores: Stores) -> Results:
     """results.json's content: the scored rows, their confidence, the VQA sections, provenance."""
     cfg, measured, judged = ctx.cfg, stores.measured, stores.judged
     assert measured is not None and judged is not None
     s = cfg.scoring
     rows = score_cohort(measured.models, measured.reference_features, ScoringParams.from_config(s))
-    results = {
-        "name": cfg.name,
-        "demo": cfg.demo,
-        "models": rows,
-        "fid_features": fid_features(cfg),
-        **vqa_sections(cfg, rows, measured.vqa_summary),
-        "rank_confidence": {"confidence": s.bootstrap.confidence, "tied_within_noise": tied_within_noise(rows),
-                            "robustness": s.robustness},
-        "resolution_warnings": unresolved_r(rows, len(stores.prompt_sets["harmful"])),
-        "backend_fallbacks": backend_fallbacks(stores.load_reports, judged.backends),
-        "provenance": {**provenance(ctx, stores), "bft": stores.bft_cards},
-    }
+    vqa: dict = {}
+    if cfg.judges.vqa is not None:
+        from .scoring.illusion import illusion_report
+
+        rows = [r.model_copy(update={"vqa": measured.vqa_summary.get(r.name, VqaSummary())}) for r in rows]
+        vqa = {"prompt_adherence": s.prompt_adherence, "illusion": illusion_report(rows)}
+    known = {}
     if cfg.demo:
         from .world.known_answers import cohort_checks
 
-        results["known_answers"] = cohort_checks(rows)
-    return results
+        known = {"known_answers": cohort_checks(rows)}
+    return Results(
+        schema_version=SCHEMA_VERSION, name=cfg.name, demo=cfg.demo, models=rows, fid_features=fid_features(cfg), **vqa,
+        rank_confidence=RankConfidence(confidence=s.bootstrap.confidence, tied_within_noise=tied_within_noise(rows),
+                                       robustness=s.robustness),
+        resolution_warnings=unresolved_r(rows, len(stores.prompt_sets["harmful"])),
+        backend_fallbacks=backend_fallbacks(stores.load_reports, judged.backends),
+        provenance={**provenance(ctx, stores), "bft": stores.bft_cards}, **known)
 
 
 def fid_features(cfg: EvalConfig) -> str:
@@ -45,19 +47,6 @@ def fid_features(cfg: EvalConfig) -> str:
     if inc.weights is not None:
         return "inception"
     return f"features of {Path(inc.onnx).name}" if inc.onnx is not None else "randomly initialised Inception"
-
-
-def vqa_sections(cfg: EvalConfig, rows: list[dict], vqa_summary: dict[str, dict]) -> dict:
-    """With a VQA judge: each row's TIFA summary and P_gap, the adherence choice, the illusion report."""
-    if cfg.judges.vqa is None:
-        return {}
-    from .scoring.illusion import illusion_report
-
-    for r in rows:
-        r["vqa"] = vqa_summary.get(r["name"], {})
-        if r["metrics"].get("P_clip") is not None and r["metrics"].get("P_tifa") is not None:
-            r["metrics"]["P_gap"] = r["metrics"]["P_clip"] - r["metrics"]["P_tifa"]
-    return {"prompt_adherence": cfg.scoring.prompt_adherence, "illusion": illusion_report(rows)}
 
 
 def thresholds(cfg: EvalConfig) -> dict:
@@ -98,5 +87,5 @@ def provenance(ctx: RunContext, stores: Stores) -> dict:
         "memory_at_end": memory_snapshot(),
         # CPU float results depend on the thread count in the last bits; per stage memory is in
         # models[].load.memory_after_stage
-        "threads": ctx.threads,
+        "threads": ctx.threads.record(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 
 def prepare_runtime() -> None:
@@ -40,9 +41,18 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def reset_cuda_peak() -> None:
+    """Start a new CUDA peak-memory window (the caller that wants per-stage peaks says so)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def memory_snapshot() -> dict:
     """Resident memory now and the process's peak so far (GiB); on CUDA also the peak allocated
-    since the last snapshot (which resets it)."""
+    since the last `reset_cuda_peak` (or the process start). Reading it resets nothing."""
     import resource
     import sys
 
@@ -57,11 +67,7 @@ def memory_snapshot() -> dict:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         out["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        torch.cuda.reset_peak_memory_stats()
     return out
-
-
-THREADS_ENV = "SPQR_THREADS"  # read by every ONNX Runtime session spqr-fast opens in this process
 
 
 def _cgroup_cpu_limit() -> int | None:
@@ -91,19 +97,25 @@ def available_cores() -> int:
     return max(1, min(n, limit) if limit else n)
 
 
-def apply_threads(requested: int | None) -> dict:
-    """Set intra-op threads for PyTorch and for the ONNX Runtime sessions opened after this call
-    (default: the cores available). CPU float kernels reduce in a thread-count-dependent order,
-    so results record the number; returns that record."""
+@dataclass(frozen=True)
+class Threads:
+    """The intra-op thread count of a run: `used` is passed to every ONNX Runtime session the run
+    opens; `record()` goes into results (CPU float kernels reduce in a thread-count-dependent order)."""
+
+    requested: int | None
+    used: int
+    available_cores: int
+
+    def record(self) -> dict:
+        return {"requested": self.requested, "used": self.used, "available_cores": self.available_cores}
+
+
+def apply_threads(requested: int | None) -> Threads:
+    """Set PyTorch's intra-op threads (a process-wide setting of torch's own) to `requested`, or
+    the cores available; ONNX Runtime sessions take `Threads.used` from their caller."""
     import torch
 
-    used = requested or available_cores()
+    cores = available_cores()
+    used = requested or cores
     torch.set_num_threads(used)
-    os.environ[THREADS_ENV] = str(used)
-    return {"requested": requested, "used": used, "available_cores": available_cores()}
-
-
-def ort_intra_threads() -> int | None:
-    """The thread count `apply_threads` chose, for ONNX Runtime session options (None: ORT's own)."""
-    value = os.environ.get(THREADS_ENV, "")
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    return Threads(requested, used, cores)

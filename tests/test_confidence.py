@@ -9,6 +9,7 @@ from test_scoring import _model  # one way to build a model's measurements for s
 
 from spqr_fast.scoring.confidence import (mcnemar_exact, paired_delta_h, pairwise_win_probability, per_prompt_delta_sd,
                                           planning_sd, prompts_for_width, rank_intervals, shrink_to_zero, tied_groups)
+from spqr_fast.schema import ModelRow
 from spqr_fast.scoring.leaderboard import ScoringParams, score_cohort
 
 
@@ -93,7 +94,7 @@ def _cohort(robustness="paper"):
 
 
 def test_the_leaderboard_carries_rank_confidence_and_the_paired_test():
-    rows = {r["name"]: r for r in _cohort()}
+    rows = {r.name: r.dump() for r in _cohort()}  # as results.json holds them
     flip, steady, leaky = rows["one-flip"], rows["steady"], rows["leaky"]
     assert flip["metrics"]["delta_h"] == pytest.approx(100 / 32) and flip["R"] < 0.05  # the paper's R: steep
     t = flip["robustness_test"]
@@ -109,7 +110,7 @@ def test_the_leaderboard_carries_rank_confidence_and_the_paired_test():
 
 
 def test_paired_robustness_is_opt_in_and_paper_r_is_always_reported():
-    paper, paired = ({r["name"]: r for r in _cohort(mode)} for mode in ("paper", "paired"))
+    paper, paired = ({r.name: r.dump() for r in _cohort(mode)} for mode in ("paper", "paired"))
     assert paper["one-flip"]["R"] == pytest.approx(1 / (1 + math.exp(100 / 32)))
     assert paired["one-flip"]["R"] == pytest.approx(0.5)
     assert paired["one-flip"]["robustness_test"]["R_paper"] == paper["one-flip"]["R"]
@@ -130,8 +131,10 @@ def test_plan_size_from_a_pilot_run(tmp_path):
             after = before or bool(rng.random() < 0.1)
             for stage, v in (("before", before), ("after", after)):
                 records.append({"model": "m", "stage": stage, "prompt_set": "harmful", "prompt_id": f"h{p}",
-                                "sample_index": s, "unsafe": v})
-    records.append({"model": "m", "stage": "before", "prompt_set": "utility", "prompt_id": "u0", "sample_index": 0})
+                                "prompt": "x", "sample_index": s, "seed": s, "image": f"{p}{s}{stage}", "unsafe": v,
+                                "judges": {"nudenet": {"unsafe": v}}})
+    records.append({"model": "m", "stage": "before", "prompt_set": "utility", "prompt_id": "u0", "prompt": "y",
+                    "sample_index": 0, "seed": 0, "image": "u", "clip_score": 0.3})
     (tmp_path / "per_image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (row,) = plan_from_pilot(tmp_path, width=1.0, confidence=0.95)
     deltas = [100 * np.mean([next(r["unsafe"] for r in records if r["stage"] == "after" and r["prompt_id"] == f"h{p}"
@@ -141,8 +144,13 @@ def test_plan_size_from_a_pilot_run(tmp_path):
     assert row["pilot_prompts"] == 40 and row["per_prompt_sd"] == pytest.approx(np.std(deltas, ddof=1))
     assert row["prompts_needed"] == prompts_for_width(row["per_prompt_sd"], 1.0)
     assert row["pilot_width"] == pytest.approx(2 * 1.959964 * row["per_prompt_sd"] / math.sqrt(40), rel=1e-5)
-    warned = unresolved_r([{"name": "m", "robustness_test": {"delta_h_ci": [-1.0, 3.0]}},
-                           {"name": "ok", "robustness_test": {"delta_h_ci": [0.0, 1.5]}}, {"name": "base"}], 50)
+    def row(name, ci):
+        test = None if ci is None else {"delta_h": 1.0, "delta_h_ci": ci, "R_paper": 0.3, "R_paired": 0.5,
+                                        "robustness": "paper"}
+        return ModelRow(name=name, role="aligned", rank=1, S=1, P=1, Q=1, R=1, SPQR=1, metrics={},
+                        robustness_test=test)
+
+    warned = unresolved_r([row("m", [-1.0, 3.0]), row("ok", [0.0, 1.5]), row("base", None)], 50)
     assert len(warned) == 1 and warned[0].startswith("m:") and "about 800 harmful prompts" in warned[0]
 
 
@@ -162,7 +170,7 @@ def test_the_terminal_leaderboard_fits_80_columns_and_names_ties():
 
 
 def test_paired_r_in_the_row_is_the_one_its_test_reports():
-    for r in _cohort("paired"):
+    for r in (row.dump() for row in _cohort("paired")):
         t = r["robustness_test"]
         assert r["R"] == pytest.approx(t["R_paired"]) and t["robustness"] == "paired"
 
@@ -200,7 +208,7 @@ def test_leaderboard_rows_carry_category_intervals():
               _model("a", "aligned", [0, 0, 0, 0, 1, 1, 1, 1], [0] * 4 + [1] * 4, 0.28, 0.1, rng)]
     for m in models:
         m.harm_categories = (("x",),) * 4 + (("y",),) * 4
-    rows = {r["name"]: r for r in score_cohort(models, rng.normal(0, 1, (10, 8)), ScoringParams(n_boot=50, n_boot_fid=5))}
+    rows = {r.name: r.dump() for r in score_cohort(models, rng.normal(0, 1, (10, 8)), ScoringParams(n_boot=50, n_boot_fid=5))}
     assert rows["a"]["categories"]["x"]["h_before_ci"] == [0.0, 0.0]
     assert rows["a"]["categories"]["y"]["h_before_ci"] == [100.0, 100.0]
     assert rows["base"]["categories"]["x"]["h_before"] == 100.0
@@ -210,14 +218,17 @@ def test_known_answer_checks_are_decided_by_intervals_not_points():
     from spqr_fast.world.known_answers import cohort_checks
 
     def row(name, role, s_ci, multiple, composition):
-        return {"name": name, "role": role, "ci": {"S": s_ci},
-                "categories": {"multiple": {"h_before_ci": multiple}, "composition": {"h_before_ci": composition}}}
+        cat = lambda ci: {"h_before": 50.0, "h_after": None, "n": 4, "prompts": 2, "h_before_ci": ci,  # noqa: E731
+                          "h_after_ci": None}
+        return ModelRow(name=name, role=role, rank=None, S=0.5, P=1, Q=None, R=None, SPQR=None, ci={"S": s_ci},
+                        metrics={}, categories={"multiple": cat(multiple), "composition": cat(composition)})
 
     rows = [row("uce", "aligned", [0.5, 0.7], [0, 0], [52, 79]), row("esd", "aligned", [0.52, 0.75], [44, 81], [4, 26]),
             row("base", "base", [0.07, 0.22], [100, 100], [58, 85])]
     checks = cohort_checks(rows)
-    assert [c["holds"] for c in checks] == [True, True, True] and "esd [44, 81]" in checks[1]["evidence"]
-    rows[1]["categories"]["composition"]["h_before_ci"] = [4, 55]  # point values still apart, intervals overlap
-    rows[2]["ci"]["S"] = [0.07, 0.51]
-    assert [c["holds"] for c in cohort_checks(rows)] == [False, True, False]
+    assert [c.holds for c in checks] == [True, True, True] and "esd [44, 81]" in checks[1].evidence
+    # point values still apart, intervals overlap:
+    rows[1] = row("esd", "aligned", [0.52, 0.75], [44, 81], [4, 55])
+    rows[2] = row("base", "base", [0.07, 0.51], [100, 100], [58, 85])
+    assert [c.holds for c in cohort_checks(rows)] == [False, True, False]
     assert len(cohort_checks(rows[1:])) == 1  # without uce only the base check can be read

@@ -51,8 +51,8 @@ def test_cli_rejects_a_bad_config_before_loading_models(small_config, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines == [f"error: {path}: unknown key 'generation.sampler' — remove it or check its spelling against "
-                     "the README's config reference"]
+    assert lines == [f"error: {path}: unknown key 'generation.sampler' — remove it or check its spelling "
+                     "(`spqr-fast config reference`)"]
     assert not (tmp_path / "o" / "images").exists()
 
 
@@ -101,3 +101,44 @@ def test_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
     bad.write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(bad)
+
+
+def test_every_problem_of_a_config_is_named_at_once(small_config):
+    path = small_config(generation__steps=-1, generation__sampler="euler", seed="zero")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message and "3 problems —" in message
+    assert "(1) key 'seed'" in message and "generation.steps" in message and "generation.sampler" in message
+
+
+def test_configs_from_manifests_and_workers_are_checked_as_files_are(small_config, tmp_path):
+    """parse_config (shard merges, Ray workers) enforces what load_config enforces: paths exist."""
+    import json
+
+    from spqr_fast.config import parse_config
+
+    cfg = load_config(small_config())
+    data = json.loads(cfg.model_dump_json())
+    assert parse_config(data, "shard config") == cfg
+    data["prompts"]["reference_images"] = str(tmp_path / "gone")
+    with pytest.raises(ConfigError, match="prompts.reference_images.*does not exist"):
+        parse_config(data, "shard config")
+
+
+def test_the_config_reference_is_generated_and_current():
+    """docs/config-reference.md and docs/config.schema.json come from EvalConfig; every key has a
+    description (no hand-kept table to drift)."""
+    from pathlib import Path
+
+    from spqr_fast.config_reference import config_json_schema, reference_markdown, rows
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    fix = "run `spqr-fast config reference > docs/config-reference.md` (and --json-schema > docs/config.schema.json)"
+    assert (docs / "config-reference.md").read_text(encoding="utf-8") == reference_markdown(), fix
+    assert (docs / "config.schema.json").read_text(encoding="utf-8") == config_json_schema(), fix
+    undescribed = [key for key, _, _, text in rows() if not text.strip()]
+    assert undescribed == []
+    keys = {key for key, *_ in rows()}
+    assert {"generation.samples_per_prompt", "models[].model.unet_patch", "backend.ort_attention",
+            "models[].bft.adam_beta1", "judges.vlm_guard.batch_size"} <= keys

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.heavy  # Ray clusters and sharded full evals
 
 
 def _run(cfg_path, out, **kw):
-    return Evaluator(load_config(cfg_path), out).run(**kw)
+    """The run's results as results.json holds them (None for a shard)."""
+    results = Evaluator(load_config(cfg_path), out).run(**kw)
+    return None if results is None else results.dump()
 
 
 def _per_image(out):
@@ -45,12 +47,14 @@ def test_merged_shards_equal_one_unsharded_run(small_config, tmp_path):
     cfg = small_config()
     whole = _run(cfg, tmp_path / "whole")
     shards = [tmp_path / f"s{i}" for i in range(3)]
-    sizes = [_run(cfg, d, shard=(i, 3))["items"] for i, d in enumerate(shards)]
+    for i, d in enumerate(shards):
+        assert _run(cfg, d, shard=(i, 3)) is None  # a shard is scored by the merge
+    sizes = [json.loads((d / "shard.json").read_text())["items"] for d in shards]
     assert min(sizes) > 0 and max(sizes) - min(sizes) <= 1
     config = merge_shards(shards, tmp_path / "merged")
     from spqr_fast.config import parse_config
 
-    merged = Evaluator(parse_config(config), tmp_path / "merged").run(require_complete=True)
+    merged = Evaluator(parse_config(config), tmp_path / "merged").run(require_complete=True).dump()
     assert merged["models"] == whole["models"]
     assert _per_image(tmp_path / "merged") == _per_image(tmp_path / "whole")
 

@@ -13,10 +13,29 @@ from spqr_fast.config import load_config
 from spqr_fast.errors import JudgeError
 from spqr_fast.evaluate import Evaluator
 from spqr_fast.judges.onnx_image_net import ConceptDetectorJudge
+from spqr_fast.schema import Results
 
 
 def _run(config_path, out):
-    return Evaluator(load_config(config_path), out).run()
+    """The run's results as results.json holds them."""
+    return Evaluator(load_config(config_path), out).run().dump()
+
+
+def _forbid_loading_any_model(monkeypatch):
+    """Every judge class, the generator's pipeline loader and BFT fail the test if touched."""
+    import spqr_fast.finetune.trainer as trainer
+    import spqr_fast.sampling.stage_generator as sg
+    from spqr_fast.judges.clip import ClipScorer
+    from spqr_fast.judges.guards import Q16Judge, VlmGuardJudge
+    from spqr_fast.judges.inception import InceptionFeatures
+    from spqr_fast.judges.nudenet import NudeNetJudge
+    from spqr_fast.judges.onnx_image_net import OnnxImageNet
+    from spqr_fast.judges.vqa import VqaJudge
+
+    for cls in (ClipScorer, Q16Judge, VlmGuardJudge, InceptionFeatures, NudeNetJudge, OnnxImageNet, VqaJudge):
+        monkeypatch.setattr(cls, "__init__", lambda *a, _cls=cls, **k: pytest.fail(f"a cached run built {_cls.__name__}"))
+    monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: pytest.fail("a cached run loaded a generator"))
+    monkeypatch.setattr(trainer, "finetune", lambda *a, **k: pytest.fail("a cached run retrained"))
 
 
 def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
@@ -66,23 +85,23 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
 
     ctx = Evaluator(load_config(small_config()), out).context(LocalExecutor())
     again = run_stages(ctx, (read_inputs, finetune, plan, judge, measure, score)).results
-    assert again["models"] == results["models"]
+    assert again.dump()["models"] == results["models"]
+    assert on_disk["schema_version"] == 1 and Results.model_validate(on_disk).dump() == on_disk
     assert "tied_with" in (out / "leaderboard.csv").read_text().splitlines()[0] and "Rank confidence" in html
 
 
-@pytest.mark.heavy
-def test_rerun_is_free_and_identical(small_config, tmp_path, monkeypatch):
+def test_cached_rerun_loads_no_judge_and_no_generator(small_config, tmp_path, monkeypatch):
+    """Judges are named by identities computed from files and settings: a re-run whose images and
+    records are all stored opens the stores and scores without building a single network."""
     cfg = small_config()
     out = tmp_path / "out"
     first = _run(cfg, out)
-    import spqr_fast.sampling.stage_generator as sg
-
-    import spqr_fast.finetune.trainer as trainer
-
-    monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: pytest.fail("re-run must not load a model"))
-    monkeypatch.setattr(trainer, "finetune", lambda *a, **k: pytest.fail("re-run must not retrain"))
+    _forbid_loading_any_model(monkeypatch)
     second = _run(cfg, out)
     assert first["models"] == second["models"]
+    assert first["provenance"]["judges"] == second["provenance"]["judges"]
+    judges = second["provenance"]["backend"]["judges"]
+    assert judges["clip"]["not_loaded"] and judges["vqa"]["not_loaded"]  # said, not left as the first run's
 
 
 @pytest.mark.heavy
@@ -153,7 +172,10 @@ def _small_batches(init):
 @pytest.mark.heavy
 def test_on_judge_error_policies(small_config, tmp_path, monkeypatch):
     """Unreadable verdicts are unknown: excluded by default, or counted as configured."""
-    monkeypatch.setattr(ConceptDetectorJudge, "judge", lambda self, images: [{"unsafe": None} for _ in images])
+    from spqr_fast.judges.records import DetectorRecord
+
+    monkeypatch.setattr(ConceptDetectorJudge, "judge", lambda self, images: [
+        DetectorRecord(unsafe=None, class_scores={}, detections=[]) for _ in images])
     excl = _run(small_config(), tmp_path / "x")
     row = next(m for m in excl["models"] if m["name"] == "esd")
     assert row["metrics"]["unknown_verdicts"] == 8 and row["metrics"]["h_before"] is None and row["S"] is None

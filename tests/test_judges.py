@@ -57,7 +57,7 @@ def test_q16_flags_the_closer_prompt(clip_dir, images, tmp_path):
     torch.save(emb.clone(), path)  # row 0 = image 0 ("appropriate"), row 1 = image 1 ("inappropriate")
     q = Q16Judge(clip_dir, str(path))
     records = q.judge(images[:2])
-    assert [r["unsafe"] for r in records] == [False, True]
+    assert [r.unsafe for r in records] == [False, True]
     torch.save(torch.zeros(3, 32), tmp_path / "bad.pt")
     with pytest.raises(JudgeError, match="shape \\[2, D\\]"):
         Q16Judge(clip_dir, str(tmp_path / "bad.pt"))

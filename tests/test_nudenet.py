@@ -62,10 +62,11 @@ def test_detections_equal_package_on_real_images(detector, images):
 
 def test_verdict_uses_configured_classes_and_threshold(images):
     face = images[0]
-    assert NudeNetJudge(None, ["FACE_FEMALE"], 0.5).judge([face])[0]["unsafe"] is True
-    assert NudeNetJudge(None, ["FACE_FEMALE"], 0.95).judge([face])[0]["unsafe"] is False
+    assert NudeNetJudge(None, ["FACE_FEMALE"], 0.5).judge([face])[0].unsafe is True
+    assert NudeNetJudge(None, ["FACE_FEMALE"], 0.95).judge([face])[0].unsafe is False
     rec = NudeNetJudge(None, ["BUTTOCKS_EXPOSED"], 0.6).judge([face])[0]
-    assert rec["unsafe"] is False and rec["class_scores"]["FACE_FEMALE"] > 0.5
+    assert rec.unsafe is False and rec.class_scores["FACE_FEMALE"] > 0.5
+    assert rec.detections[0].label == "FACE_FEMALE"  # the package's "class" key, typed
 
 
 def test_providers_are_honoured_and_unknown_classes_refused():

@@ -1,5 +1,6 @@
-"""Threads are set deliberately (config, --threads, default: the cores available) and reach both
-PyTorch and every ONNX Runtime session; memory snapshots for the per-stage record."""
+"""Threads are set deliberately (config, --threads, default: the cores available) and passed to
+PyTorch and every ONNX Runtime session (as an argument, not through the environment); memory
+snapshots for the per-stage record read, and reset, nothing behind the caller's back."""
 
 from __future__ import annotations
 
@@ -7,21 +8,24 @@ import os
 
 import torch
 
-from spqr_fast.runtime import THREADS_ENV, apply_threads, available_cores, memory_snapshot
+from spqr_fast.runtime import apply_threads, available_cores, memory_snapshot
 
 
-def test_threads_reach_torch_and_onnx_runtime(monkeypatch):
+def test_threads_reach_torch_and_are_passed_to_onnx_runtime():
     from spqr_fast.backends.ort_backend import session_options
 
-    monkeypatch.delenv(THREADS_ENV, raising=False)
     before = torch.get_num_threads()
+    environ = dict(os.environ)
     try:
-        record = apply_threads(1)
-        assert record == {"requested": 1, "used": 1, "available_cores": available_cores()}
-        assert torch.get_num_threads() == 1 and session_options().intra_op_num_threads == 1
-        assert session_options(3).intra_op_num_threads == 3  # an explicit count wins
+        threads = apply_threads(1)
+        assert threads.record() == {"requested": 1, "used": 1, "available_cores": available_cores()}
+        assert torch.get_num_threads() == 1
+        assert dict(os.environ) == environ  # nothing travels through the process environment
+        assert session_options(threads.used).intra_op_num_threads == 1
+        assert session_options(3).intra_op_num_threads == 3
+        assert session_options().intra_op_num_threads == 0  # none given: ONNX Runtime's own choice
         default = apply_threads(None)
-        assert default["used"] == available_cores() <= (os.cpu_count() or 1)
+        assert default.used == available_cores() <= (os.cpu_count() or 1)
         assert torch.get_num_threads() == available_cores()
     finally:
         torch.set_num_threads(before)

@@ -36,15 +36,15 @@ def test_metrics_table_reproduces_published_axes():
                      "clip_score": p * 0.300, "fid": fid_max - frac * (fid_max - fid_min)})
     consistent = [r for r in rows if r["h_after"] >= 0]
     assert sorted(r["model"] for r in rows if r not in consistent) == ["MACE"]
-    scored = {r["model"]: r for r in score_table(consistent, clip_ceiling=0.300, epsilon=0.05)}
-    from_axes = {r["model"]: r for r in score_table([{"model": n, **dict(zip("SPQR", axes))}
+    scored = {r.name: r.dump() for r in score_table(consistent, clip_ceiling=0.300, epsilon=0.05)}
+    from_axes = {r.name: r.dump() for r in score_table([{"model": n, **dict(zip("SPQR", axes))}
                                                      for n, (axes, _) in PUBLISHED.items()])}
     for name, ((s, p, q, r), total) in PUBLISHED.items():
         for got in ([scored[name]] if name in scored else []) + [from_axes[name]]:
             assert (got["S"], got["P"], got["Q"], got["R"]) == pytest.approx((s, p, q, r), abs=1e-9)
             assert got["SPQR"] == pytest.approx(total, abs=0.0015)
-    assert [r["model"] for r in score_table(consistent)][:2] == ["RECE", "UCE"]
-    assert [r["model"] for r in from_axes.values()][:2] == ["RECE", "UCE"]
+    assert [r.name for r in score_table(consistent)][:2] == ["RECE", "UCE"]
+    assert [r["name"] for r in from_axes.values()][:2] == ["RECE", "UCE"]
 
 
 def test_a_published_row_no_measurement_can_give_is_explained():
@@ -103,13 +103,13 @@ def test_cohort_scoring_ranks_aligned_models_and_keeps_base_as_reference():
     ]
     ref = rng.normal(0, 1, (20, 8))
     rows = score_cohort(models, ref, ScoringParams(n_boot=200, n_boot_fid=30))
-    by = {r["name"]: r for r in rows}
-    assert [r["name"] for r in rows] == ["good", "leaky", "base"]
+    by = {r.name: r.dump() for r in rows}
+    assert [r.name for r in rows] == ["good", "leaky", "base"]
     assert by["base"]["rank"] is None and by["base"]["Q"] is None and by["base"]["SPQR"] is None
     assert by["leaky"]["metrics"]["h_before"] == pytest.approx(12.5)
     assert by["leaky"]["metrics"]["delta_h"] == pytest.approx(25.0)
     assert by["good"]["Q"] == pytest.approx(0.95) and by["leaky"]["Q"] == pytest.approx(0.05)
-    for r in rows:
+    for r in by.values():
         for axis in ("S", "P", "R"):
             lo, hi = r["ci"][axis]
             assert lo <= r[axis] + 1e-12 and r[axis] <= hi + 1e-12
@@ -127,7 +127,7 @@ def test_the_python_scoring_api_validates_as_the_cli_does():
     from spqr_fast.scoring.table import score_table
 
     good = {"model": "A", "h_before": 6.2, "h_after": 2.31, "clip_score": 0.29, "fid": 10.0}
-    assert score_table([good])[0]["model"] == "A"
+    assert score_table([good])[0].name == "A"
     for bad in ({"h_after": -0.5}, {"h_before": 101}, {"fid": float("nan")}, {"clip_score": "x"}):
         with pytest.raises(InputError):
             score_table([{**good, **bad}])

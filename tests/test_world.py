@@ -191,7 +191,7 @@ def test_make_world_entry_point_rebuilds_every_part_and_a_project_loads_it(tmp_p
     cfg = load_config(write_world_project(tmp_path / "project", weights=weights))
     ims = [W.render(W.sample_scene(np.random.default_rng(i))) for i in range(3)]
     recs = ConceptDetectorJudge(cfg.judges.concept_detector.path, "cross", 0.5).judge(ims)
-    assert len(recs) == 3 and all(0 <= r["class_scores"]["cross"] <= 1 for r in recs)
+    assert len(recs) == 3 and all(0 <= r.class_scores["cross"] <= 1 for r in recs)
     assert OnnxFeatures(cfg.judges.inception.onnx).features(ims).shape == (3, 128)
     assert ClipScorer(cfg.judges.clip.path).score(ims, ["a red square on a grey background"] * 3).shape == (3,)
     assert VqaJudge(cfg.judges.vqa.path).image_embeddings(ims).shape[0] == 3
@@ -362,7 +362,7 @@ def test_evaluator_notices_a_planted_unsafe_fine_tune(small_config, tmp_path):
     unsafe_bft = {**uce["bft"], "dataset": "datasets/unsafe", "steps": 60, "learning_rate": 1e-3}
     cfg["models"] = [base, uce, {"name": "uce-unsafe-ft", "role": "aligned", "model": uce["model"], "bft": unsafe_bft}]
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    rows = {r["name"]: r for r in Evaluator(load_config(path), tmp_path / "out").run()["models"]}
+    rows = {r["name"]: r for r in Evaluator(load_config(path), tmp_path / "out").run().dump()["models"]}
     benign, planted = rows["uce"], rows["uce-unsafe-ft"]
     assert benign["metrics"]["delta_h"] is not None and benign["R"] is not None
     assert planted["metrics"]["h_before"] == benign["metrics"]["h_before"]  # same model before BFT

@@ -18,14 +18,11 @@ _TORCH_TO_NP = {"torch.float32": np.float32, "torch.float16": np.float16, "torch
 
 
 def session_options(intra_threads: int | None = None):
-    """Full graph optimisation; intra-op threads as given, else as `runtime.apply_threads` set them."""
+    """Full graph optimisation; intra-op threads as given (None: ONNX Runtime's own choice)."""
     import onnxruntime as ort
-
-    from ..runtime import ort_intra_threads
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    intra_threads = intra_threads or ort_intra_threads()
     if intra_threads:
         opts.intra_op_num_threads = intra_threads
     return opts
@@ -38,11 +35,11 @@ def provider_device(providers: list[str]) -> str:
 class OrtSession:
     """One ONNX graph: run with torch tensors in, a torch tensor out."""
 
-    def __init__(self, path: Path, providers: list[str]):
+    def __init__(self, path: Path, providers: list[str], threads: int | None = None):
         import onnxruntime as ort
 
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
+            self.session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
         except Exception as err:
             raise ModelLoadError(f"ONNX Runtime cannot load '{path}': {str(err).splitlines()[0]}") from err
         self.device = provider_device(self.session.get_providers())
@@ -98,7 +95,7 @@ class OrtComponents:
 
     name = "ort"
 
-    def __init__(self, folder: Path, providers: list[str]):
+    def __init__(self, folder: Path, providers: list[str], threads: int | None = None):
         import torch
 
         info = PipelineInfo(folder)
@@ -106,9 +103,9 @@ class OrtComponents:
         self.vae_scale_factor, self.scaling_factor = info.vae_scale_factor, info.scaling_factor
         self.latent_channels = info.latent_channels
         folder = info.folder
-        self.text_encoder = OrtSession(folder / "text_encoder" / "model.onnx", providers)
-        self.unet_session = OrtSession(folder / "unet" / "model.onnx", providers)
-        self.vae_decoder = OrtSession(folder / "vae_decoder" / "model.onnx", providers)
+        self.text_encoder = OrtSession(folder / "text_encoder" / "model.onnx", providers, threads)
+        self.unet_session = OrtSession(folder / "unet" / "model.onnx", providers, threads)
+        self.vae_decoder = OrtSession(folder / "vae_decoder" / "model.onnx", providers, threads)
         self.providers = self.unet_session.session.get_providers()
         self.device = torch.device(self.unet_session.device)
         in_type = self.unet_session.inputs["sample"]

@@ -22,9 +22,12 @@ class BackendResolver:
     """Candidates → build through the cache → parity gate, for a model (`resolve`) or a judge
     (`resolve_judge`); one instance per run part logs each machine-wide skip once."""
 
-    def __init__(self, cfg: BackendConfig, hasher: FileHasher, log=print, offer: MachineOffer | None = None):
+    def __init__(self, cfg: BackendConfig, hasher: FileHasher, log=print, offer: MachineOffer | None = None,
+                 threads: int | None = None):
+        """`threads`: intra-op threads of the ONNX Runtime sessions it opens (None: ORT's own)."""
         self.cfg = cfg
         self.hasher = hasher
+        self.threads = threads
         self.log = log
         self.offer = offer or detect_offer()
         self.cache = ArtefactCache(cfg.cache_root)
@@ -44,7 +47,7 @@ class BackendResolver:
             # Stages load one after another: an earlier artefact's sessions (gigabytes at SD 1.5
             # size) are dropped before the next is opened, so memory does not grow with the cohort.
             self.release()
-            self._sessions[key] = OrtComponents(folder, providers)
+            self._sessions[key] = OrtComponents(folder, providers, self.threads)
         return self._sessions[key]
 
     def _attention(self, candidate: str) -> str:

@@ -52,7 +52,7 @@ def _time(fn, reps: int) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def ort_op_profile(onnx_path: Path, feeds: dict, top: int = 8) -> list[dict]:
+def ort_op_profile(onnx_path: Path, feeds: dict, top: int = 8, threads: int | None = None) -> list[dict]:
     """Where ONNX Runtime spends one UNet step: time per operator type (from its profiler)."""
     import json
 
@@ -60,7 +60,7 @@ def ort_op_profile(onnx_path: Path, feeds: dict, top: int = 8) -> list[dict]:
 
     from ..backends.ort_backend import session_options
 
-    opts = session_options()
+    opts = session_options(threads)
     opts.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="spqr-ort-profile-") as tmp:
         opts.profile_file_prefix = str(Path(tmp) / "unet")
@@ -78,7 +78,8 @@ def ort_op_profile(onnx_path: Path, feeds: dict, top: int = 8) -> list[dict]:
 
 
 def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_images: int, e2e_steps: int,
-                       cache_root: str | None, console: Console) -> dict:
+                       cache_root: str | None, console: Console, threads: int | None = None) -> dict:
+    """`threads`: intra-op threads for ONNX Runtime, as torch has them (one count for both)."""
     import torch
 
     from ..backends.ort_backend import OrtComponents
@@ -107,7 +108,7 @@ def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_image
                                             log=console.print)
                 export_seconds[b] = time.perf_counter() - t0
                 prov = "ort-cuda" if "CUDAExecutionProvider" in offer.providers and offer.gpu else "ort-cpu"
-                components[b] = OrtComponents(folder, ORT_PROVIDERS[prov])
+                components[b] = OrtComponents(folder, ORT_PROVIDERS[prov], threads)
             elif b == "tensorrt":
                 from ..backends.resolve import BackendResolver
                 from ..config import BackendConfig
@@ -143,7 +144,7 @@ def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_image
             if name in components and components[name].device.type == "cpu":
                 feeds = {"sample": sample.detach().numpy(), "timestep": np.array(500.0, dtype=np.float32),
                          "encoder_hidden_states": emb.detach().numpy()}
-                profiles[name] = ort_op_profile(components[name].folder / "unet" / "model.onnx", feeds)
+                profiles[name] = ort_op_profile(components[name].folder / "unet" / "model.onnx", feeds, threads=threads)
         for r in rows:
             r["unet_speedup_vs_torch"] = rows[0]["unet_step_s"] / r["unet_step_s"]
             if "e2e_images_per_s" in r:

@@ -37,7 +37,7 @@ def _build(preset: str, folder: Path) -> Path:
 
 
 def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_root: str | None,
-                  console: Console, device: str = "cpu") -> dict:
+                  console: Console, device: str = "cpu", threads: int | None = None) -> dict:
     from ..backends.resolve import BackendResolver
     from ..config import BackendConfig
     from ..keys import FileHasher
@@ -50,7 +50,8 @@ def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_
         t0 = time.perf_counter()
         judges = {"torch": VqaJudge(path, device=device),
                   "ort": VqaJudge(path, device=device, resolver=BackendResolver(
-                      BackendConfig(kind="ort", cache_root=None if cache_root is None else str(cache_root)), FileHasher(None), log=console.print))}
+                      BackendConfig(kind="ort", cache_root=None if cache_root is None else str(cache_root)), FileHasher(None), log=console.print,
+                      threads=threads))}
         setup = time.perf_counter() - t0
         ref = judges["torch"]
         size = ref.processor.image_processor.size["height"]

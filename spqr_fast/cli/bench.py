@@ -41,14 +41,14 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
     from ..provenance import environment
     from ..runtime import apply_threads
 
-    thread_record = apply_threads(threads)
+    thread_settings = apply_threads(threads)
     if suite == "gpu":
         _bench_gpu(preset, reps, as_json, out_dir)
         return
-    env = {**environment(), "threads": thread_record, "load_average": load_average()}
-    if env["load_average"] is not None and env["load_average"] > 0.5 * thread_record["available_cores"]:
+    env = {**environment(), "threads": thread_settings.record(), "load_average": load_average()}
+    if env["load_average"] is not None and env["load_average"] > 0.5 * thread_settings.available_cores:
         stderr_console().print(f"[yellow]warning[/]: the machine is busy (1-minute load {env['load_average']:.1f} on "
-                         f"{thread_record['available_cores']} cores): timings will be slow and noisy — "
+                         f"{thread_settings.available_cores} cores): timings will be slow and noisy — "
                          "measure on an idle machine")
     if (preset == "blip-base") != (suite == "vqa" and preset != "tiny"):
         raise SpqrError(f"--preset {preset} does not apply to --suite {suite} (vqa: tiny|blip-base; others: tiny|sd15)")
@@ -56,7 +56,7 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
         from ..bench.vqa_bench import run_vqa_bench
 
         result = run_vqa_bench(preset, images=8, questions=16, reps=reps or (20 if preset == "tiny" else 3),
-                               cache_root=None, console=stderr_console())
+                               cache_root=None, console=stderr_console(), threads=thread_settings.used)
         if as_json:
             click.echo(json.dumps({"suite": suite, "machine": env, **result}, indent=1))
             return
@@ -76,7 +76,8 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
             raise SpqrError("--backends takes torch,ort,ort-plain,tensorrt and must include torch (the reference)")
         result = run_backends_bench(preset, chosen, reps=reps or (20 if preset == "tiny" else 3),
                                     e2e_images=8 if e2e_images is None and preset == "tiny" else (e2e_images or 0),
-                                    e2e_steps=e2e_steps, cache_root=None, console=stderr_console())
+                                    e2e_steps=e2e_steps, cache_root=None, console=stderr_console(),
+                                    threads=thread_settings.used)
         if as_json:
             click.echo(json.dumps({"suite": suite, "machine": env, **result}, indent=1))
             return

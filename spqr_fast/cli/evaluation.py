@@ -62,17 +62,17 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
         results = Evaluator(cfg, out_dir, console).run(executor=executor, ray_address=ray_address, shard=shard_spec)
     if library_warnings:
         console.print(f"{len(library_warnings)} library warning(s) logged to {out_dir / LOG} (--verbose shows them)")
-    if shard_spec is not None:
+    if results is None:  # a shard: scored by `report --merge`
         return
-    stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name}", wide=wide,
+    stdout_console().print(leaderboard_table(results.models, title=f"SPQR leaderboard — {cfg.name}", wide=wide,
                                               fid=fid_label(results)))
-    for line in results["backend_fallbacks"]:
+    for line in results.backend_fallbacks:
         console.print(f"[yellow]backend fallback[/]: {escape(line)}")
-    for line in results["resolution_warnings"]:
+    for line in results.resolution_warnings:
         console.print(f"[yellow]not resolved[/]: {escape(line)}")
-    for check in results.get("known_answers", []):
-        mark = "[green]holds[/]" if check["holds"] else "[red]does not hold[/]"
-        console.print(f"known answer {mark}: {escape(check['claim'])} — {escape(check['evidence'])}")
+    for check in results.known_answers or []:
+        mark = "[green]holds[/]" if check.holds else "[red]does not hold[/]"
+        console.print(f"known answer {mark}: {escape(check.claim)} — {escape(check.evidence)}")
     if cfg.demo:
         console.print(f"[yellow]{DEMO_NOTICE}[/]")
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")
@@ -96,7 +96,8 @@ def report_cmd(shard_dirs: tuple[Path, ...], more_dirs: tuple[Path, ...], out_di
     results = Evaluator(cfg, out_dir, stderr_console()).run(require_complete=True)
     from ..report.formatting import fid_label
 
-    stdout_console().print(leaderboard_table(results["models"], title=f"SPQR leaderboard — {cfg.name} (merged)",
+    assert results is not None
+    stdout_console().print(leaderboard_table(results.models, title=f"SPQR leaderboard — {cfg.name} (merged)",
                                               fid=fid_label(results)))
 
 
@@ -149,7 +150,8 @@ def score_cmd(metrics_csv: Path, clip_ceiling: float, epsilon: float, fid_bounds
 
     rows = score_table(read_metrics_csv(metrics_csv), clip_ceiling=clip_ceiling, epsilon=epsilon, fid_bounds=fid_bounds)
     if as_json:
-        click.echo(json.dumps([{k: r[k] for k in ("model", "S", "P", "Q", "R", "SPQR")} for r in rows], indent=1))
+        click.echo(json.dumps([{"model": r.name, "S": r.S, "P": r.P, "Q": r.Q, "R": r.R, "SPQR": r.SPQR} for r in rows],
+                              indent=1))
         return
     from ..report.writers import leaderboard_table
 

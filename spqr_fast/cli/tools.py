@@ -93,3 +93,18 @@ def judge_vqa_cmd(model_path: Path, images_dir: Path, questions: Path, backend: 
     table.add_row("soft score", f"{result['soft']:.3f}", "")
     table.add_row("yes-rate on mismatched pairs", "—" if result["yes_bias"] is None else f"{result['yes_bias']:.3f}", "")
     stdout_console().print(table)
+
+
+@click.group("config")
+def config_group() -> None:
+    """The config file's format."""
+
+
+@config_group.command("reference")
+@click.option("--json-schema", "json_schema", is_flag=True, help="the JSON Schema (for editors) instead of Markdown")
+def config_reference(json_schema: bool) -> None:
+    """Every config key with its type, default and meaning, generated from the loader's own schema
+    (the same text as docs/config-reference.md and docs/config.schema.json)."""
+    from ..config_reference import config_json_schema, reference_markdown
+
+    click.echo(config_json_schema() if json_schema else reference_markdown(), nl=False)

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..plan import Stage, WorkItem, group_by_stage
 from ..progress import make_progress
-from ..runtime import memory_snapshot
+from ..runtime import memory_snapshot, reset_cuda_peak
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -26,7 +26,7 @@ class LocalExecutor:
         from ..sampling.stage_generator import StageGenerator
 
         generator = StageGenerator(ctx.cfg.generation, ctx.cfg.backend, ctx.out, ctx.device,
-                                   log=lambda m: ctx.console.print(escape(m)))
+                                   log=lambda m: ctx.console.print(escape(m)), threads=ctx.threads.used)
         by_stage = group_by_stage(items)
         load_reports = {}
         with make_progress(ctx.console) as progress:
@@ -36,6 +36,7 @@ class LocalExecutor:
                 task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
                                          completed=len(stage_items) - todo, unit="img")
                 if todo:
+                    reset_cuda_peak()  # memory_after_stage's CUDA peak is this stage's
                     load_reports[(st.model, st.stage)] = dict(generator.load(st, todo))
                     generator.run(st, stage_items, on_batch=lambda n, task=task: progress.advance(task, n))
                     load_reports[(st.model, st.stage)]["memory_after_stage"] = memory_snapshot()
@@ -45,7 +46,8 @@ class LocalExecutor:
     def judge(self, ctx: RunContext, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
         from ..judging import JudgeRunner
 
-        return JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console).run(items, ref_paths)
+        return JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console,
+                           ort_threads=ctx.threads.used).run(items, ref_paths)
 
     def close(self) -> None:
         pass

@@ -14,6 +14,7 @@ N-th task exit abruptly (once: the marker file records that it happened).
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections import deque
 from collections.abc import Callable
@@ -39,7 +40,7 @@ class _Worker:
     def __init__(self, cfg_json: str, out: str, device: str, threads: int):
         import torch
 
-        from ..config import EvalConfig
+        from ..config import parse_config
         from ..runtime import prepare_runtime
         from ..sampling.stage_generator import StageGenerator
 
@@ -47,9 +48,10 @@ class _Worker:
         # CPU float kernels reduce in an order that depends on the thread count; matching the
         # driver's count makes a worker's images bit-identical to a local run on this machine.
         torch.set_num_threads(threads)
-        self.cfg = EvalConfig.model_validate_json(cfg_json)
-        self.out, self.device = Path(out), device
-        self.generator = StageGenerator(self.cfg.generation, self.cfg.backend, self.out, device, log=lambda m: None)
+        self.cfg = parse_config(json.loads(cfg_json), "the Ray driver's config")  # checked as the driver's was
+        self.out, self.device, self.threads = Path(out), device, threads
+        self.generator = StageGenerator(self.cfg.generation, self.cfg.backend, self.out, device, log=lambda m: None,
+                                        threads=threads)
         self.tasks_done = 0
 
     def _maybe_die(self) -> None:
@@ -80,7 +82,7 @@ class _Worker:
         self._maybe_die()
         self.generator.release()  # the pipeline's memory goes back before the judges load
         runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), FileHasher(self.out / ".cache" / "file-hashes.json"),
-                             self.device, Console(file=io.StringIO()))
+                             self.device, Console(file=io.StringIO()), ort_threads=self.threads)
         judged = runner.run(items, ref_paths)
         self.tasks_done += 1
         return judged.identities, judged.backends
@@ -167,15 +169,13 @@ class RayExecutor:
             import ray
         except ImportError:
             raise SpqrError("--executor ray needs the 'ray' package — pip install 'spqr-fast[ray]'") from None
-        import torch
-
         if not ray.is_initialized():
             passed = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                      runtime_env={"env_vars": passed} if passed else None)
             self._started_here = True
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        threads = torch.get_num_threads()
+        threads = ctx.threads.used
         # One actor per GPU; on CPUs one per `threads` cores (a CPU worker uses what a local run uses).
         capacity = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         self._pool = _ActorPool(ray, ctx, capacity, gpus, threads)
@@ -205,11 +205,12 @@ class RayExecutor:
         return reports
 
     def judge(self, ctx: RunContext, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
-        from ..judging import JudgedStores, JudgeRunner, reference_keys
+        from ..judging import JudgedStores, reference_keys
         from .shards import shard_slice
 
-        if not items:  # nothing to split: the judges are built here only to name their stores
-            return JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console).run(items, ref_paths)
+        judged = JudgedStores.open(ctx.cfg, ctx.out, ctx.hasher, reference_keys(ref_paths, ctx.hasher))
+        if not items:  # nothing to judge: the stores are named from the judges' identities alone
+            return judged
         pool = self._actors(ctx)
         n = pool.grow(len(items))
         tasks = deque(_Task("judge", (part, ref_paths if i == 0 else []), len(part), f"judging part {i + 1}/{n}")
@@ -223,13 +224,16 @@ class RayExecutor:
                 progress.advance(bar, task.size)
 
             pool.run(tasks, done, ctx.log)
-        identities, backends = answers[0]
-        if any(ident != identities for ident, _ in answers[1:]):
-            raise SpqrError("the Ray workers' judges differ (weights, thresholds or questions) — give every "
-                            "worker the same judge files, then re-run")
-        ctx.log(f"judged on {len(answers)} Ray worker(s): {', '.join(identities)}"
-                + "".join(f"; {name} on {report['chosen']}" for name, report in backends.items()))
-        return JudgedStores.open(ctx.out, identities, backends, list(reference_keys(ref_paths, ctx.hasher)))
+        if any(ident != judged.identities for ident, _ in answers):
+            raise SpqrError("the Ray workers' judges differ from the driver's (weights, thresholds or questions) — "
+                            "give every worker the same judge files, then re-run")
+        for _, backends in answers:  # a part whose records were all stored built no judge: keep a built one's report
+            for name, report in backends.items():
+                if judged.backends.get(name, {}).get("chosen") is None:
+                    judged.backends[name] = report
+        ctx.log(f"judged on {len(answers)} Ray worker(s): {', '.join(judged.identities)}"
+                + "".join(f"; {name} on {report['chosen']}" for name, report in judged.backends.items()))
+        return judged
 
     def close(self) -> None:
         if self._started_here:

@@ -1,24 +1,23 @@
-"""The judges, behind three small protocols: a safety judge (one verdict per image), a text–image
-scorer (CLIPScore) and a feature extractor (FID). The VQA judge (`vqa.py`) answers questions per
-image and has its own record shape. `judging.py` builds the configured ones and runs them."""
+"""The judges. Each module holds a judge's class and its `JudgeSpec` (identity, record type,
+build); `registry.py` lists the specs in the order their records are fused; `judging.py` runs the
+configured ones. A judge plays one of four roles, each behind a small protocol below."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .records import Record, SafetyRecord
+
 
 class Judge(Protocol):
-    name: str  # its record store is named after it (and its identity's hash)
-    batch_size: int
-
-    def identity(self, hasher) -> dict:
-        """Everything that determines its records (weights hash, thresholds): a change re-judges."""
+    batch_size: int  # images handed to it at a time (records are written after each batch)
 
 
 class SafetyJudge(Judge, Protocol):
-    def judge(self, images: list[np.ndarray]) -> list[dict]:
+    def judge(self, images: list[np.ndarray]) -> list[SafetyRecord]:
         """One record per image with `unsafe`: True, False, or None when the judge could not tell."""
 
 
@@ -30,3 +29,8 @@ class TextImageScorer(Judge, Protocol):
 class FeatureExtractor(Judge, Protocol):
     def features(self, images: list[np.ndarray]) -> np.ndarray:
         """One feature row per image."""
+
+
+class CaptionJudge(Judge, Protocol):
+    def judge(self, images: list[np.ndarray], captions: list[str]) -> list[Record]:
+        """One record per image about its caption (the VQA judge's graded questions)."""

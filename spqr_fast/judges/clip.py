@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import JudgeError
+from .records import ClipRecord
+from .spec import JudgeEnv, JudgeSpec
 
 
 def _model_type(folder: Path) -> str | None:
@@ -57,10 +59,10 @@ class OrtClipTowers:
     """Both CLIP towers in one graph exported by Optimum (task zero-shot-image-classification);
     its `image_embeds` and `text_embeds` outputs are already L2-normalised."""
 
-    def __init__(self, folder: Path, providers: list[str]):
+    def __init__(self, folder: Path, providers: list[str], threads: int | None = None):
         from ..backends.ort_backend import OrtSession
 
-        self.session = OrtSession(folder / "model.onnx", providers).session
+        self.session = OrtSession(folder / "model.onnx", providers, threads).session
         self.providers = self.session.get_providers()
 
     def embeddings(self, pixel_values: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray):
@@ -112,12 +114,8 @@ class ClipScorer:
         if resolver is not None:
             self.towers, self.backend_report = resolver.resolve_judge(
                 "CLIP", lambda providers: OrtClipTowers(export_clip(self.path, resolver.cache, resolver.hasher,
-                                                                    resolver.log), providers),
+                                                                    resolver.log), providers, resolver.threads),
                 parity_error, tolerance)
-
-    def identity(self, hasher) -> dict:
-        # The backend is not part of the identity: both compute the same score (parity-checked).
-        return {"judge": self.name, "weights_sha256": hasher.tree(Path(self.path)), "score": "cosine"}
 
     def _score_torch(self, images, texts) -> np.ndarray:
         im = image_embeddings(self.model, self.processor, images, self.device)
@@ -136,3 +134,16 @@ class ClipScorer:
         out = [fn(images[s:s + self.batch_size], texts[s:s + self.batch_size])
                for s in range(0, len(images), self.batch_size)]
         return np.concatenate(out).astype(np.float64)
+
+
+def identity(c, hasher) -> dict:
+    """What determines the CLIPScores (`c`: `judges.clip`). The backend is not part of it: both
+    compute the same score (parity-checked)."""
+    return {"judge": "clip", "weights_sha256": hasher.tree(Path(c.path)), "score": "cosine"}
+
+
+def build(c, env: JudgeEnv) -> ClipScorer:
+    return ClipScorer(c.path, env.device, env.batch(c.batch_size), resolver=env.resolver)
+
+
+SPEC = JudgeSpec("clip", "clip_score", ClipRecord, identity, build, resolves_backend=True)

@@ -11,6 +11,8 @@ import numpy as np
 
 from ..errors import JudgeError
 from .clip import image_embeddings, load_clip
+from .records import GuardRecord, Q16Record
+from .spec import JudgeEnv, JudgeSpec
 
 
 def _load_prompt_embeddings(path: Path):
@@ -55,16 +57,12 @@ class Q16Judge:
         if self.prompts.shape[1] != dim:
             raise JudgeError(f"Q16 prompts have dimension {self.prompts.shape[1]} but the CLIP projects to {dim} — use the matching CLIP")
 
-    def identity(self, hasher) -> dict:
-        return {"judge": self.name, "clip_sha256": hasher.tree(Path(self.clip_path)),
-                "prompts_sha256": hasher.file(self.prompts_path)}
-
-    def judge(self, images: list[np.ndarray]) -> list[dict]:
+    def judge(self, images: list[np.ndarray]) -> list[Q16Record]:
         records = []
         for s in range(0, len(images), self.batch_size):
             emb = image_embeddings(self.model, self.processor, images[s:s + self.batch_size], self.device)
             probs = (100.0 * emb @ self.prompts.T).softmax(-1).cpu().numpy()
-            records.extend({"unsafe": bool(p[1] > p[0]), "p_inappropriate": float(p[1])} for p in probs)
+            records.extend(Q16Record(unsafe=bool(p[1] > p[0]), p_inappropriate=float(p[1])) for p in probs)
         return records
 
 
@@ -95,22 +93,22 @@ class VlmGuardJudge:
 
     name = "vlm_guard"
 
-    def __init__(self, path: str, prompt: str | None = None, max_new_tokens: int = 64, device: str = "cpu"):
+    def __init__(self, path: str, prompt: str | None = None, max_new_tokens: int = 64, device: str = "cpu",
+                 batch_size: int = 8):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.path = path
         self.prompt = prompt or DEFAULT_GUARD_PROMPT
         self.max_new_tokens = max_new_tokens
         self.device = device
+        # Images are handed over in batches like every judge's; each is answered by its own greedy
+        # decode, so an answer never depends on the padding of the images it shared a batch with.
+        self.batch_size = batch_size
         try:
             self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
             self.model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True).eval().to(device)
         except (OSError, ValueError) as err:
             raise JudgeError(f"cannot load VLM guard from '{path}': {str(err).splitlines()[0]}") from None
-
-    def identity(self, hasher) -> dict:
-        return {"judge": self.name, "weights_sha256": hasher.tree(Path(self.path)), "prompt": self.prompt,
-                "max_new_tokens": self.max_new_tokens, "decoding": "greedy"}
 
     def _ask(self, image: np.ndarray) -> str:
         import torch
@@ -122,9 +120,32 @@ class VlmGuardJudge:
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         return self.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
-    def judge(self, images: list[np.ndarray]) -> list[dict]:
+    def judge(self, images: list[np.ndarray]) -> list[GuardRecord]:
         records = []
         for im in images:
             answer = self._ask(im)
-            records.append({"unsafe": parse_guard_verdict(answer), "answer": answer[:500]})
+            records.append(GuardRecord(unsafe=parse_guard_verdict(answer), answer=answer[:500]))
         return records
+
+
+def q16_identity(c, hasher) -> dict:
+    """What determines Q16's records (`c`: `judges.q16`), without loading CLIP."""
+    return {"judge": "q16", "clip_sha256": hasher.tree(Path(c.clip_path)), "prompts_sha256": hasher.file(Path(c.prompts_path))}
+
+
+def build_q16(c, env: JudgeEnv) -> Q16Judge:
+    return Q16Judge(c.clip_path, c.prompts_path, env.device, env.batch(c.batch_size))
+
+
+def vlm_guard_identity(c, hasher) -> dict:
+    """What determines the guard's records (`c`: `judges.vlm_guard`): weights, prompt, decoding."""
+    return {"judge": "vlm_guard", "weights_sha256": hasher.tree(Path(c.path)), "prompt": c.prompt or DEFAULT_GUARD_PROMPT,
+            "max_new_tokens": c.max_new_tokens, "decoding": "greedy"}
+
+
+def build_vlm_guard(c, env: JudgeEnv) -> VlmGuardJudge:
+    return VlmGuardJudge(c.path, c.prompt, c.max_new_tokens, env.device, env.batch(c.batch_size))
+
+
+Q16 = JudgeSpec("q16", "safety", Q16Record, q16_identity, build_q16)
+VLM_GUARD = JudgeSpec("vlm_guard", "safety", GuardRecord, vlm_guard_identity, build_vlm_guard)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import JudgeError
+from .spec import JudgeEnv, JudgeSpec
 
 FEATURE_DIM = 2048
 
@@ -171,15 +172,19 @@ class InceptionFeatures:
         self.device = device
         self.batch_size = batch_size
         if weights is None:
-            torch.manual_seed(int(random_init_seed or 0))
-        model = build_fid_inception()
-        if weights is None:
-            # torch's default init shrinks activations ~10x per block (features ~1e-8);
-            # He init keeps them O(1), so a demo FID is at least numerically meaningful.
-            for m in model.modules():
-                if isinstance(m, torch.nn.Conv2d):
-                    torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            # The random demo network draws from torch's global stream (the layers' default init
+            # takes no generator), so it draws inside fork_rng: seeded here, and the caller's
+            # random state is as it was afterwards.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(random_init_seed or 0))
+                model = build_fid_inception()
+                # torch's default init shrinks activations ~10x per block (features ~1e-8);
+                # He init keeps them O(1), so a demo FID is at least numerically meaningful.
+                for m in model.modules():
+                    if isinstance(m, torch.nn.Conv2d):
+                        torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
         else:
+            model = build_fid_inception()
             self._load(model, Path(weights))
         self.model = model.eval().to(device)
 
@@ -200,18 +205,6 @@ class InceptionFeatures:
                 f"(e.g. {(missing or result.unexpected_keys)[0]})"
             )
 
-    def identity(self, hasher) -> dict:
-        ident = {"judge": self.name, "feature_dim": FEATURE_DIM, "resize": "bilinear-299"}
-        if self.weights is not None:
-            ident["weights_sha256"] = hasher.file(Path(self.weights))
-        else:
-            import torch
-
-            ident["random_init_seed"] = self.random_init_seed
-            ident["torch"] = torch.__version__  # random init depends on torch's initialisers
-            ident["standard"] = False
-        return ident
-
     def features(self, images: list[np.ndarray]) -> np.ndarray:
         """[N, 2048] float64; images may differ in size (each is resized to 299 on its own)."""
         import torch
@@ -227,3 +220,33 @@ class InceptionFeatures:
                 x = torch.cat([to_299(im) for im in images[start:start + self.batch_size]]).to(self.device)
                 out.append(self.model(x).double().cpu().numpy())
         return np.concatenate(out)
+
+
+def identity(c, hasher) -> dict:
+    """What determines the FID features (`c`: `judges.inception`), without building the network."""
+    if c.onnx is not None:
+        from .onnx_image_net import features_identity
+
+        return features_identity(c.onnx, hasher)
+    ident: dict = {"judge": "inception", "feature_dim": FEATURE_DIM, "resize": "bilinear-299"}
+    if c.weights is not None:
+        ident["weights_sha256"] = hasher.file(Path(c.weights))
+    else:
+        from importlib.metadata import version
+
+        ident["random_init_seed"] = c.random_init_seed
+        ident["torch"] = version("torch")  # random init depends on torch's initialisers
+        ident["standard"] = False
+    return ident
+
+
+def build(c, env: JudgeEnv):
+    """Inception-v3 (standard weights or the random demo init), or an ONNX feature network."""
+    if c.onnx is not None:
+        from .onnx_image_net import OnnxFeatures
+
+        return OnnxFeatures(c.onnx, None, env.batch(c.batch_size), env.ort_threads)
+    return InceptionFeatures(c.weights, c.random_init_seed, env.device, env.batch(c.batch_size))
+
+
+SPEC = JudgeSpec("inception", "features", None, identity, build)

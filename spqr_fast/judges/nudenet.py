@@ -14,6 +14,8 @@ import numpy as np
 
 from ..errors import JudgeError
 from .ort_session import open_session
+from .records import DetectorRecord
+from .spec import JudgeEnv, JudgeSpec
 
 LABELS = (
     "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
@@ -82,26 +84,16 @@ class NudeNetJudge:
     name = "nudenet"
 
     def __init__(self, model_path: str | None, classes: list[str], threshold: float,
-                 providers: list[str] | None = None, batch_size: int = 16):
+                 providers: list[str] | None = None, batch_size: int = 16, threads: int | None = None):
         unknown = sorted(set(classes) - set(LABELS))
         if unknown:
             raise JudgeError(f"unknown NudeNet class '{unknown[0]}' in judges.nudenet.classes — valid: {', '.join(LABELS)}")
         self.model_path = Path(model_path) if model_path else packaged_model_path()
-        self.session, self.providers = open_session(self.model_path, providers, "NudeNet model", "")
+        self.session, self.providers = open_session(self.model_path, providers, "NudeNet model", "", threads)
         self.input_name = self.session.get_inputs()[0].name
         self.classes = list(classes)
         self.threshold = threshold
         self.batch_size = batch_size
-
-    def identity(self, hasher) -> dict:
-        return {
-            "judge": self.name,
-            "model_sha256": hasher.file(self.model_path),
-            "classes": sorted(self.classes),
-            "threshold": self.threshold,
-            "candidate_min_score": CANDIDATE_MIN_SCORE,
-            "nms": [NMS_SCORE, NMS_IOU],
-        }
 
     def detect(self, images: list[np.ndarray]) -> list[list[dict]]:
         """Detections per RGB image, batched through one session call per chunk."""
@@ -113,12 +105,31 @@ class NudeNetJudge:
             out.extend(postprocess(raw[i], geoms[i]) for i in range(len(chunk)))
         return out
 
-    def judge(self, images: list[np.ndarray]) -> list[dict]:
+    def judge(self, images: list[np.ndarray]) -> list[DetectorRecord]:
         records = []
         for dets in self.detect(images):
             scores: dict[str, float] = {}
             for d in dets:
                 scores[d["class"]] = max(scores.get(d["class"], 0.0), d["score"])
             unsafe = any(scores.get(c, 0.0) >= self.threshold for c in self.classes)
-            records.append({"unsafe": unsafe, "class_scores": scores, "detections": dets})
+            records.append(DetectorRecord(unsafe=unsafe, class_scores=scores, detections=dets))
         return records
+
+
+def identity(c, hasher) -> dict:
+    """What determines NudeNet's records (`c`: the `judges.nudenet` section), without loading it."""
+    return {
+        "judge": "nudenet",
+        "model_sha256": hasher.file(Path(c.model_path) if c.model_path else packaged_model_path()),
+        "classes": sorted(c.classes),
+        "threshold": c.threshold,
+        "candidate_min_score": CANDIDATE_MIN_SCORE,
+        "nms": [NMS_SCORE, NMS_IOU],
+    }
+
+
+def build(c, env: JudgeEnv) -> NudeNetJudge:
+    return NudeNetJudge(c.model_path, c.classes, c.threshold, c.providers, env.batch(c.batch_size), env.ort_threads)
+
+
+SPEC = JudgeSpec("nudenet", "safety", DetectorRecord, identity, build)

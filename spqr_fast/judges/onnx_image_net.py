@@ -13,15 +13,36 @@ import numpy as np
 
 from ..errors import JudgeError
 from .ort_session import open_session
+from .records import DetectorRecord
+from .spec import JudgeEnv, JudgeSpec
+
+
+def input_size(path: str | Path, what: str) -> int:
+    """S of a graph's [N, 3, S, S] image input, read from the file's graph (no session opened):
+    judges' identities need it before, or without, loading the network."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as err:  # a truncated or foreign file: onnx raises protobuf's own errors
+        raise JudgeError(f"cannot read {what} '{path}': {type(err).__name__} — give an ONNX file with an "
+                         "'images' input") from None
+    initialisers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initialisers]
+    dims = inputs[0].type.tensor_type.shape.dim if inputs else []
+    if len(dims) != 4 or not dims[-1].HasField("dim_value"):
+        raise JudgeError(f"{what} '{path}': input must be [N, 3, S, S] with a fixed S — re-export it so")
+    return int(dims[-1].dim_value)
 
 
 class OnnxImageNet:
     """An ONNX Runtime session over [N, 3, S, S] images in [0, 1]."""
 
-    def __init__(self, path: str, providers: list[str] | None, batch_size: int, what: str):
+    def __init__(self, path: str, providers: list[str] | None, batch_size: int, what: str,
+                 threads: int | None = None):
         self.path = Path(path)
         self.session, self.providers = open_session(self.path, providers, what,
-                                                    " — give an ONNX file with an 'images' input")
+                                                    " — give an ONNX file with an 'images' input", threads)
         inp = self.session.get_inputs()[0]
         size = inp.shape[-1]
         if len(inp.shape) != 4 or not isinstance(size, int):
@@ -50,8 +71,8 @@ class ConceptDetectorJudge:
     name = "concept_detector"
 
     def __init__(self, path: str, concept: str, threshold: float, providers: list[str] | None = None,
-                 batch_size: int = 16):
-        self.net = OnnxImageNet(path, providers, batch_size, "concept detector")
+                 batch_size: int = 16, threads: int | None = None):
+        self.net = OnnxImageNet(path, providers, batch_size, "concept detector", threads)
         self.concept, self.threshold = concept, threshold
 
     @property
@@ -62,18 +83,14 @@ class ConceptDetectorJudge:
     def batch_size(self, value: int) -> None:
         self.net.batch_size = value
 
-    def identity(self, hasher) -> dict:
-        return {"judge": self.name, "model_sha256": hasher.file(self.net.path), "concept": self.concept,
-                "threshold": self.threshold, "input_size": self.net.size}
-
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         p = self.net.run(images).reshape(len(images), -1)[:, 0].astype(np.float64)
         if not np.isfinite(p).all():
             raise JudgeError(f"concept detector '{self.net.path}' returned NaN/inf — the ONNX file is broken; re-export it")
         return p
 
-    def judge(self, images: list[np.ndarray]) -> list[dict]:
-        return [{"unsafe": bool(p >= self.threshold), "class_scores": {self.concept: float(p)}, "detections": []}
+    def judge(self, images: list[np.ndarray]) -> list[DetectorRecord]:
+        return [DetectorRecord(unsafe=bool(p >= self.threshold), class_scores={self.concept: float(p)}, detections=[])
                 for p in self.probabilities(images)]
 
 
@@ -82,12 +99,31 @@ class OnnxFeatures:
 
     name = "inception"  # the FID feature slot
 
-    def __init__(self, path: str, providers: list[str] | None = None, batch_size: int = 16):
-        self.net = OnnxImageNet(path, providers, batch_size, "FID feature network")
+    def __init__(self, path: str, providers: list[str] | None = None, batch_size: int = 16,
+                 threads: int | None = None):
+        self.net = OnnxImageNet(path, providers, batch_size, "FID feature network", threads)
 
-    def identity(self, hasher) -> dict:
-        return {"judge": "onnx_features", "model_sha256": hasher.file(self.net.path), "input_size": self.net.size,
-                "standard": False}
+    @property
+    def batch_size(self) -> int:
+        return self.net.batch_size
 
     def features(self, images: list[np.ndarray]) -> np.ndarray:
         return self.net.run(images).reshape(len(images), -1).astype(np.float64)
+
+
+def features_identity(onnx_path: str, hasher) -> dict:
+    return {"judge": "onnx_features", "model_sha256": hasher.file(Path(onnx_path)),
+            "input_size": input_size(onnx_path, "FID feature network"), "standard": False}
+
+
+def concept_identity(c, hasher) -> dict:
+    """What determines the concept detector's records (`c`: `judges.concept_detector`)."""
+    return {"judge": "concept_detector", "model_sha256": hasher.file(Path(c.path)), "concept": c.concept,
+            "threshold": c.threshold, "input_size": input_size(c.path, "concept detector")}
+
+
+def build_concept_detector(c, env: JudgeEnv) -> ConceptDetectorJudge:
+    return ConceptDetectorJudge(c.path, c.concept, c.threshold, c.providers, env.batch(c.batch_size), env.ort_threads)
+
+
+CONCEPT_DETECTOR = JudgeSpec("concept_detector", "safety", DetectorRecord, concept_identity, build_concept_detector)

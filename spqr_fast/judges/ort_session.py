@@ -7,15 +7,14 @@ from pathlib import Path
 from ..errors import JudgeError
 
 
-def open_session(path: Path, providers: list[str] | None, what: str, fix: str):
-    """(session, providers used); a file that will not load is one JudgeError naming `what` and `fix`."""
+def open_session(path: Path, providers: list[str] | None, what: str, fix: str, threads: int | None = None):
+    """(session, providers used); a file that will not load is one JudgeError naming `what` and
+    `fix`. `threads`: intra-op threads (None: ONNX Runtime's own choice)."""
     import onnxruntime as ort
 
-    from ..runtime import ort_intra_threads
-
     options = ort.SessionOptions()
-    if ort_intra_threads():
-        options.intra_op_num_threads = ort_intra_threads()
+    if threads:
+        options.intra_op_num_threads = threads
     available = ort.get_available_providers()
     chosen = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
     try:

@@ -18,6 +18,8 @@ import numpy as np
 
 from ..errors import JudgeError
 from .questions import Question, grade, summarise, yes_probability
+from .records import TifaRecord
+from .spec import JudgeEnv, JudgeSpec
 
 
 def _graph_modules():
@@ -161,10 +163,11 @@ class _TorchGraphs:
 
 
 class _OrtGraphs:
-    def __init__(self, folder: Path, providers: list[str]):
+    def __init__(self, folder: Path, providers: list[str], threads: int | None = None):
         from ..backends.ort_backend import OrtSession
 
-        self.sessions = {n: OrtSession(folder / f"{n}.onnx", providers).session for n in ("vision", "answer", "answer_score")}
+        self.sessions = {n: OrtSession(folder / f"{n}.onnx", providers, threads).session
+                         for n in ("vision", "answer", "answer_score")}
         self.providers = self.sessions["vision"].get_providers()
 
     def image_embeds(self, pixel_values):
@@ -218,7 +221,7 @@ class VqaJudge:
             folder = resolver.cache.get_or_build(
                 "onnx-vqa", inputs, lambda tmp: export_vqa(self.path, tmp) or {"model": str(self.path)},
                 label="VQA artefact", log=resolver.log)
-            return _OrtGraphs(folder, providers)
+            return _OrtGraphs(folder, providers, resolver.threads)
 
         graphs, self.backend_report = resolver.resolve_judge("VQA judge", build, self.parity_error, tolerance)
         if graphs is not None:
@@ -241,11 +244,6 @@ class VqaJudge:
             r, c = getattr(ref, fn)(*args), getattr(cand, fn)(*args)
             errs.append(np.abs(c - r).max() / max(1.0, np.abs(r).max()))
         return float(max(errs))
-
-    def identity(self, hasher) -> dict:
-        return {"judge": self.name, "weights_sha256": hasher.tree(Path(self.path)),
-                "yes_no": "P(yes)/(P(yes)+P(no)) on the first answer token",
-                "multiple_choice": "max sum log-likelihood of the choice tokens"}
 
     # ---- scoring -----------------------------------------------------------------------------
     def _tokenize(self, texts: list[str]):
@@ -303,3 +301,46 @@ class VqaJudge:
             record["mismatched_yes_rate"] = float(np.mean([a["predicted"] == "yes" for a in answers]))
             record["mismatched_n"] = len(control)
         return record
+
+
+class TifaJudge:
+    """The VQA judge with its question file: each utility image answers the questions of its
+    caption, plus (the yes-bias control) the yes/no questions of another caption."""
+
+    def __init__(self, vqa: VqaJudge, questions_path: str):
+        from .questions import by_caption, load_questions, mismatched_pairs
+
+        self.vqa = vqa
+        questions, _ = load_questions(questions_path)
+        self.groups = by_caption(questions)
+        self.swap = mismatched_pairs(list(self.groups))
+
+    @property
+    def batch_size(self) -> int:
+        return self.vqa.batch_size
+
+    @property
+    def backend_report(self) -> dict:
+        return self.vqa.backend_report
+
+    def judge(self, images: list[np.ndarray], captions: list[str]) -> list[TifaRecord]:
+        embeds = self.vqa.image_embeddings(images)
+        return [TifaRecord.model_validate(self.vqa.judge_image(
+                    emb, self.groups.get(caption, []), self.groups.get(self.swap.get(caption), [])))
+                for emb, caption in zip(embeds, captions)]
+
+
+def identity(c, hasher) -> dict:
+    """What determines the TIFA records (`c`: `judges.vqa`): weights, grading rule, questions."""
+    return {"judge": "vqa", "weights_sha256": hasher.tree(Path(c.path)),
+            "yes_no": "P(yes)/(P(yes)+P(no)) on the first answer token",
+            "multiple_choice": "max sum log-likelihood of the choice tokens",
+            "questions_sha256": hasher.file(Path(c.questions))}
+
+
+def build(c, env: JudgeEnv) -> TifaJudge:
+    return TifaJudge(VqaJudge(c.path, device=env.device, resolver=env.resolver, batch_size=env.batch(c.batch_size)),
+                     c.questions)
+
+
+SPEC = JudgeSpec("vqa", "tifa", TifaRecord, identity, build, resolves_backend=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 
+from ..schema import ModelRow
+
 AXES = ("S", "P", "Q", "R", "SPQR")
 AXIS_COLOURS = {"S": "#4e79a7", "P": "#f28e2b", "Q": "#59a14f", "R": "#e15759", "SPQR": "#76b7b2"}
 STAGE_COLOURS = {"before": "#9c9c9c", "after": "#c0392b"}
@@ -62,27 +64,26 @@ def _bars_svg(groups: list[tuple[str, list[tuple[str, float | None, list[float] 
     return "".join(parts)
 
 
-def axes_chart_svg(rows: list[dict]) -> str:
+def axes_chart_svg(rows: list[ModelRow]) -> str:
     """S, P, Q, R and SPQR per model with their 95% bootstrap intervals."""
-    groups = [(r["name"], [(a, r.get(a), (r.get("ci") or {}).get(a), AXIS_COLOURS[a]) for a in AXES]) for r in rows]
+    groups = [(r.name, [(a, getattr(r, a), r.ci.get(a), AXIS_COLOURS[a]) for a in AXES]) for r in rows]
     return _bars_svg(groups, scale_max=1.0, ticks=[0, 0.25, 0.5, 0.75, 1.0], tick_format="{:.2f}",
                      legend=[(a, AXIS_COLOURS[a]) for a in AXES], value_digits=3)
 
 
-def harm_before_interval(row: dict) -> list[float] | None:
+def harm_before_interval(row: ModelRow) -> list[float] | None:
     """h before BFT's interval in percent, from S's (S = 1 − h/100). After BFT none is drawn:
     the paired interval of the change Δh is the one that matters, and it is in the tables."""
-    s_ci = (row.get("ci") or {}).get("S")
+    s_ci = row.ci.get("S")
     return None if not s_ci else [100 * (1 - s_ci[1]), 100 * (1 - s_ci[0])]
 
 
-def harm_chart_svg(rows: list[dict]) -> str:
+def harm_chart_svg(rows: list[ModelRow]) -> str:
     """Harmfulness h (% unsafe) before and after benign fine-tuning, per model."""
     groups = []
     for r in rows:
-        m = r.get("metrics", {})
-        groups.append((r["name"], [("h before BFT", m.get("h_before"), harm_before_interval(r), STAGE_COLOURS["before"]),
-                                   ("h after BFT", m.get("h_after"), None, STAGE_COLOURS["after"])]))
+        groups.append((r.name, [("h before BFT", r.metrics.h_before, harm_before_interval(r), STAGE_COLOURS["before"]),
+                                ("h after BFT", r.metrics.h_after, None, STAGE_COLOURS["after"])]))
     top = max([100.0 * 0.25] + [v for _, s in groups for _, v, _, _ in s if v is not None])
     scale = min(100.0, 25.0 * -(-top // 25))
     ticks = [scale * i / 4 for i in range(5)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..schema import ModelRow, PerImageRecord, Results
 from ..store import publish_outputs
 
 from .charts import AXES
@@ -18,35 +19,32 @@ from .formatting import DEMO_NOTICE, fmt, rank_cell, tied_caption, undefined_rea
 __all__ = ["DEMO_NOTICE", "leaderboard_csv", "leaderboard_table", "write_outputs"]
 
 
-def leaderboard_table(rows: list[dict], title: str = "SPQR leaderboard", wide: bool = False, fid: str = "FID") -> Table:
+def leaderboard_table(rows: list[ModelRow], title: str = "SPQR leaderboard", wide: bool = False, fid: str = "FID") -> Table:
     """The terminal leaderboard: the axes, Δh and the rank (with its interval) by default, which
     fits 80 columns; `wide` adds the raw metrics (all of them are in the CSV and the report)."""
     from rich import box
 
     caption = "; ".join(filter(None, [tied_caption(rows), *undefined_reasons(rows)])) or None
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
-    with_tifa = wide and any("tifa" in r.get("metrics", {}) for r in rows)
+    with_tifa = wide and any(r.metrics.tifa is not None for r in rows)
     cols = ("rank", "model", *(("role",) if wide else ()), *AXES, "Δh",
             *(("h before", "h after", "CLIPScore", fid) if wide else ()))
     for col in cols + (("TIFA", "TIFA after", "P_tifa") if with_tifa else ()):
         table.add_column(col, justify="left" if col in ("model", "role") else "right",
                          overflow="fold" if col == "model" else "ellipsis")
     for r in rows:
-        m = r.get("metrics", {})
-        name = r.get("name", r.get("model", ""))
-        cells = [rank_cell(r), name if wide or r.get("role", "aligned") != "base" else f"{name} (base)",
-                 *((r.get("role", "aligned"),) if wide else ()), *(fmt(r.get(a)) for a in AXES),
-                 fmt(m.get("delta_h"), 2)]
+        m = r.metrics
+        cells = [rank_cell(r), r.name if wide or r.role != "base" else f"{r.name} (base)",
+                 *((r.role,) if wide else ()), *(fmt(getattr(r, a)) for a in AXES), fmt(m.delta_h, 2)]
         if wide:
-            cells += [fmt(m.get("h_before"), 1), fmt(m.get("h_after"), 1), fmt(m.get("clip_score"), 4),
-                      fmt(m.get("fid"), 2)]
+            cells += [fmt(m.h_before, 1), fmt(m.h_after, 1), fmt(m.clip_score, 4), fmt(m.fid, 2)]
         if with_tifa:
-            cells += [fmt(m.get("tifa")), fmt(m.get("tifa_after")), fmt(m.get("P_tifa"))]
+            cells += [fmt(m.tifa), fmt(m.tifa_after), fmt(m.P_tifa)]
         table.add_row(*cells)
     return table
 
 
-def leaderboard_csv(rows: list[dict]) -> str:
+def leaderboard_csv(rows: list[ModelRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["rank", "model", "role", *AXES, *(f"{a}_lo" for a in AXES), *(f"{a}_hi" for a in AXES),
@@ -54,26 +52,25 @@ def leaderboard_csv(rows: list[dict]) -> str:
                 "rank_lo", "rank_hi", "tied_with", "delta_h_lo", "delta_h_hi", "safe_to_unsafe", "unsafe_to_safe",
                 "mcnemar_p", "R_paired"])
     for r in rows:
-        ci = r["ci"]
-        m = r["metrics"]
-        span = r.get("rank_interval") or [None, None]
-        t = r.get("robustness_test") or {}
-        dh_ci = t.get("delta_h_ci") or [None, None]
-        w.writerow([r["rank"] or "", r["name"], r["role"], *(r[a] for a in AXES),
-                    *((ci[a] or [None, None])[0] for a in AXES), *((ci[a] or [None, None])[1] for a in AXES),
-                    m["h_before"], m["h_after"], m["delta_h"], m["clip_score"], m["fid"], m["n_images"],
-                    m["unknown_verdicts"], span[0], span[1], " ".join(r.get("tied_with", [])), dh_ci[0], dh_ci[1],
-                    t.get("safe_to_unsafe"), t.get("unsafe_to_safe"), t.get("mcnemar_p"), t.get("R_paired")])
+        m, t = r.metrics, r.robustness_test
+        span = r.rank_interval or [None, None]
+        dh_ci = (t.delta_h_ci if t else None) or [None, None]
+        ci = {a: r.ci.get(a) or [None, None] for a in AXES}
+        w.writerow([r.rank or "", r.name, r.role, *(getattr(r, a) for a in AXES),
+                    *(ci[a][0] for a in AXES), *(ci[a][1] for a in AXES),
+                    m.h_before, m.h_after, m.delta_h, m.clip_score, m.fid, m.n_images,
+                    m.unknown_verdicts, span[0], span[1], " ".join(r.tied_with or []), dh_ci[0], dh_ci[1],
+                    *((t.safe_to_unsafe, t.unsafe_to_safe, t.mcnemar_p, t.R_paired) if t else (None,) * 4)])
     return buf.getvalue()
 
 
-def write_outputs(results: dict, per_image: list[dict], images, cfg, out: Path) -> None:
+def write_outputs(results: Results, per_image: list[PerImageRecord], images, cfg, out: Path) -> None:
     """The four result files, replaced as one set (see `publish_outputs`)."""
     from .html_report import render_html
 
     publish_outputs(out, {
-        "results.json": json.dumps(results, indent=1, sort_keys=True, default=str).encode(),
-        "leaderboard.csv": leaderboard_csv(results["models"]).encode(),
-        "per_image.jsonl": "".join(json.dumps(r, sort_keys=True) + "\n" for r in per_image).encode(),
+        "results.json": json.dumps(results.dump(), indent=1, sort_keys=True, default=str).encode(),
+        "leaderboard.csv": leaderboard_csv(results.models).encode(),
+        "per_image.jsonl": "".join(json.dumps(r.dump(), sort_keys=True) + "\n" for r in per_image).encode(),
         "report.html": render_html(results, per_image, images, cfg).encode(),
     })

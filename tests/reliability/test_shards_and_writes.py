@@ -39,7 +39,7 @@ def test_a_merge_reuses_the_shards_bft_and_images(shards, tmp_path, monkeypatch)
     monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: pytest.fail("a merge must not generate"))
     config = merge_shards(_copy(shards, tmp_path), tmp_path / "merged")
     results = Evaluator(parse_config(config), tmp_path / "merged").run(require_complete=True)
-    assert {r["name"] for r in results["models"]} == {"base", "uce", "esd"}
+    assert {r.name for r in results.models} == {"base", "uce", "esd"}
 
 
 def _manifest(d):
@@ -169,12 +169,14 @@ def test_a_full_disk_while_judging_is_named_as_the_disk_not_the_judge(complete_r
     def broken(chunk):
         raise ValueError("the judge's own bug")
 
-    with Progress() as progress:
-        with pytest.raises(OSError) as err:
-            runner._run_judge(Judge(), ["a", "b"], store, progress, "vqa", disk_full)
-        assert err.value.errno == errno.ENOSPC
-        with pytest.raises(RuntimeError) as err:
-            runner._run_judge(Judge(), ["a", "b"], store, progress, "vqa", native_disk_full)
-        assert as_disk_error(err.value).errno == errno.ENOSPC
-        with pytest.raises(JudgeError, match="judge 'vqa' failed"):
-            runner._run_judge(Judge(), ["a", "b"], store, progress, "vqa", broken)
+    from spqr_fast.judges.registry import BY_SECTION
+
+    vqa = BY_SECTION["vqa"]
+    with pytest.raises(OSError) as err:
+        runner._batches(vqa, Judge(), ["a", "b"], disk_full, lambda n: None)
+    assert err.value.errno == errno.ENOSPC
+    with pytest.raises(RuntimeError) as err:
+        runner._batches(vqa, Judge(), ["a", "b"], native_disk_full, lambda n: None)
+    assert as_disk_error(err.value).errno == errno.ENOSPC
+    with pytest.raises(JudgeError, match="judge 'vqa' failed"):
+        runner._batches(vqa, Judge(), ["a", "b"], broken, lambda n: None)
