@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test test-heavy test-slow test-all bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
+.PHONY: install eval test test-heavy test-slow test-all test-lowest bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow tests
 
 test-all: test test-heavy test-slow
+
+# The lower bounds pyproject.toml states for the light libraries: tests/constraints-lowest.txt
+# installed into .lowest/ (ahead of the venv on the path), then the fast tier on them.
+test-lowest: $(STAMP)
+	rm -rf .lowest && $(BIN)/pip install --quiet --no-deps --target .lowest -r tests/constraints-lowest.txt
+	PYTHONPATH=$(CURDIR)/.lowest HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not heavy" tests
 
 bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite backends --preset tiny

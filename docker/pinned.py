@@ -1,16 +1,15 @@
-"""Print the version pyproject.toml pins for a package (dependencies or extras), so the
-Dockerfiles never carry a second, drifting list of versions."""
+"""Print the version constraints.txt (the exact set verified together) pins for a package, so the
+Dockerfiles never carry a second, drifting list of versions. pyproject.toml states ranges."""
 
 import re
 import sys
-import tomllib
 from pathlib import Path
 
-project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
-specs = list(project["dependencies"]) + [d for deps in project["optional-dependencies"].values() for d in deps]
-for spec in specs:
-    m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^;\s]+)", spec.strip())
-    if m and m.group(1).lower() == sys.argv[1].lower():
+constraints = (Path(__file__).resolve().parent.parent / "constraints.txt").read_text().splitlines()
+wanted = sys.argv[1].lower().replace("_", "-")
+for line in constraints:
+    m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^;\s#]+)", line.strip())
+    if m and m.group(1).lower().replace("_", "-") == wanted:
         print(m.group(2))
         sys.exit(0)
-sys.exit(f"{sys.argv[1]} is not pinned in pyproject.toml")
+sys.exit(f"{sys.argv[1]} is not pinned in constraints.txt")

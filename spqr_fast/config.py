@@ -30,7 +30,10 @@ DEFAULT_EXPOSED_CLASSES = [
 class _Strict(BaseModel):
     # Defaults are validated too, so a default `16` is the float 16.0 that the same value read
     # from YAML or a JSON round trip becomes: one value, one cache key, however it arrived.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    # `protected_namespaces=()`: keys such as `model_path` are the config's own words (pydantic
+    # before 2.10 warned that they shadow its `model_*` methods; they do not).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
+                              protected_namespaces=())
 
 
 class ModelSource(_Strict):

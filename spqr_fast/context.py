@@ -1,6 +1,6 @@
-"""The types the evaluation's stages share: the run's context (read by every stage, written by
-none), the stores the stages hand on, and the executor protocol. Executors say where the
-generate and judge stages run: each has the same methods, takes the run's context and the items
+"""The types the evaluation's steps share: the run's context (read by every step, written by
+none), the state the steps hand on, and the executor protocol. Executors say where the
+generate and judge steps run: each has the same methods, takes the run's context and the items
 to work on, and writes into the output folder's stores; none sees the rest of the pipeline.
 `distributed/local_executor.py` runs in this process, `distributed/ray_executor.py` on a Ray
 cluster's actors. A shard (`--shard i/n`) is not an executor but a slice of the plan
@@ -22,14 +22,14 @@ from .measure import Measured
 from .plan import Stage, WorkItem
 from .prompts import Prompt
 from .runtime import Threads
-from .schema import Results
+from .schema import Results, StageLoad
 from .store import ImageStore
 
 
 class Executor(Protocol):
     name: str  # recorded in results.json's provenance
 
-    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
+    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], StageLoad]:
         """Every missing image of `items` into the image store; load reports per (model, stage)."""
 
     def judge(self, ctx: RunContext, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
@@ -61,8 +61,9 @@ class RunContext:
 
 
 @dataclass(frozen=True)
-class Stores:
-    """What the stages hand on, filled in stage by stage (each field names the stage writing it)."""
+class RunState:
+    """What the pipeline's steps hand on, filled in step by step (each field names the step
+    writing it). Immutable: a step returns a new state with its part added."""
 
     prompt_sets: dict[str, list[Prompt]] = field(default_factory=dict)  # inputs
     ref_paths: list[Path] = field(default_factory=list)  # inputs
@@ -71,7 +72,7 @@ class Stores:
     stages: list[Stage] = field(default_factory=list)  # plan
     items: list[WorkItem] = field(default_factory=list)  # plan: the whole plan
     work: list[WorkItem] = field(default_factory=list)  # plan: what this run generates and judges
-    load_reports: dict[tuple[str, str], dict] = field(default_factory=dict)  # generate
+    load_reports: dict[tuple[str, str], StageLoad] = field(default_factory=dict)  # generate
     judged: JudgedStores | None = None  # judge
     measured: Measured | None = None  # measure
     results: Results | None = None  # score (a shard run has none: `report --merge` scores)

@@ -15,7 +15,7 @@ from .context import Executor, RunContext
 from .distributed.local_executor import LocalExecutor
 from .keys import FileHasher
 from .models import pick_device
-from .pipeline import EVALUATION, SHARD, run_stages
+from .pipeline import EVALUATION, SHARD, run_steps
 from .runtime import apply_threads
 from .schema import Results
 from .store import ImageStore, file_lock, prepare_output_dir, remove_temp_files
@@ -49,7 +49,7 @@ class Evaluator:
             runner = make_executor(executor, ray_address)
             try:
                 ctx = self.context(runner, shard=shard, require_complete=require_complete)
-                return run_stages(ctx, SHARD if shard is not None else EVALUATION).results
+                return run_steps(ctx, SHARD if shard is not None else EVALUATION).results
             finally:
                 runner.close()
 

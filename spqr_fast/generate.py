@@ -35,7 +35,7 @@ def generate_images(src: ModelSource, prompts: list[Prompt], gen: GenerationConf
     chosen = "cached"
     if todo:
         generator = StageGenerator(gen, backend, out, device, log=lambda m: console.print(escape(m)))
-        chosen = generator.load(stage, todo)["backend"]["chosen"]
+        chosen = generator.load(stage, todo).backend.chosen
         with make_progress(console) as progress:
             task = progress.add_task(f"generate [{chosen}]", total=len(items), completed=len(items) - todo, unit="img")
             generator.run(stage, items, on_batch=lambda n: progress.advance(task, n))

@@ -21,6 +21,7 @@ from .judges.registry import BY_SECTION, configured
 from .judges.spec import JudgeEnv, JudgeSpec, Role
 from .keys import FileHasher, stable_hash
 from .plan import WorkItem
+from .schema import BackendReport
 from .progress import make_progress
 from .store import ImageStore, RecordStore, read_image_rgb
 
@@ -44,11 +45,11 @@ class JudgedStores:
     stores: dict[str, RecordStore]
     identities: dict[str, dict]
     reference_keys: list[str]
-    backends: dict[str, dict] = field(default_factory=dict)
+    backends: dict[str, BackendReport] = field(default_factory=dict)
 
     @classmethod
     def open(cls, cfg: EvalConfig, out: Path, hasher: FileHasher, reference_keys: Iterable[str],
-             backends: dict[str, dict] | None = None) -> JudgedStores:
+             backends: dict[str, BackendReport] | None = None) -> JudgedStores:
         """The stores of the configured judges, named from their identities; no judge is loaded."""
         identities = {spec.section: spec.identity(section, hasher) for spec, section in configured(cfg.judges)}
         stores = {name: RecordStore(out, store_name(name, ident)) for name, ident in identities.items()}
@@ -160,7 +161,8 @@ class JudgeRunner:
                                          unit="img")
                 if not todo:
                     if spec.resolves_backend:
-                        judged.backends[spec.section] = {"chosen": None, "not_loaded": "every record was stored"}
+                        judged.backends[spec.section] = BackendReport(
+                            requested=self.cfg.backend.kind, not_loaded="every record was already stored")
                     continue
                 judge = spec.build(section, self.env)
                 if spec.resolves_backend:

@@ -2,7 +2,10 @@
 
 Each image has its own seed derived from (run seed, prompt id, sample index), so the images do
 not depend on batch size or on how the plan is split across workers. Each item's `key` hashes
-everything that determines its pixels; the image store is addressed by it.
+the weights, prompt, seed, guidance and sampler settings — among them the *requested* backend:
+keys must be known before any model loads (to find what is left to do), so they cannot hold the
+backend a stage resolves to. A resumed stage keeps its first resolved backend
+(`.cache/backend-choices.json`) and each image's metadata names the backend that made it.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ from dataclasses import dataclass, field
 from .config import EvalConfig, GenerationConfig, ModelSource
 from .keys import FileHasher, source_hash, stable_hash
 from .prompts import Prompt
-
-STAGES = ("before", "after")
-
 
 def derive_seed(run_seed: int, prompt_id: str, sample_index: int) -> int:
     """A 63-bit seed from (run seed, prompt id, sample index)."""

@@ -17,7 +17,6 @@ from pathlib import Path
 from .config import PromptSet
 from .errors import InputError
 
-I2P_CATEGORIES = ("sexual", "shocking", "harassment", "self-harm", "violence", "illegal activity", "hate")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # CLIP's text encoder reads 77 tokens; BPE tokens are rarely over 20 characters, so 2,000
 # characters keeps every prompt a text encoder can see in full.

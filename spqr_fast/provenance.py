@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 
 from . import __version__
+from .schema import BackendReport, StageLoad
 
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu",
             "onnx", "nudenet", "opencv-python-headless", "numpy", "scipy", "safetensors", "pillow", "pydantic",
@@ -35,16 +36,15 @@ def environment() -> dict:
     }
 
 
-def backend_fallbacks(stage_loads: dict, judge_backends: dict[str, dict]) -> list[str]:
+def backend_fallbacks(stage_loads: dict[tuple[str, str], StageLoad], judge_backends: dict[str, BackendReport]) -> list[str]:
     """One line per component that ran on a slower backend than it would have because its
     accelerated build or parity check failed this run (machine-wide absences, like no GPU, are
     expected and left out). Results say so rather than differing silently in the last digits."""
-    reports = [(f"{model} [{stage} BFT]", load.get("backend")) for (model, stage), load in sorted(stage_loads.items())
-               if isinstance(load, dict)]
+    reports = [(f"{model} [{stage} BFT]", load.backend) for (model, stage), load in sorted(stage_loads.items())]
     reports += [(f"judge {name}", report) for name, report in sorted(judge_backends.items())]
     lines = []
-    for label, backend in reports:  # generation and judges share one report shape (backends/resolve.py)
-        for skip in (backend or {}).get("skipped", []):
-            if skip["reason"].startswith(("build failed", "parity")):
-                lines.append(f"{label}: {skip['backend']} skipped ({skip['reason']}); ran on {backend.get('chosen')}")
+    for label, backend in reports:  # generation and judges share one report type (schema.BackendReport)
+        for skip in backend.skipped:
+            if skip.reason.startswith(("build failed", "parity")):
+                lines.append(f"{label}: {skip.backend} skipped ({skip.reason}); ran on {backend.chosen}")
     return lines

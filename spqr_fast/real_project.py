@@ -1,6 +1,6 @@
 """`spqr-fast init DIR --from MODEL_DIR`: a config for real SD 1.x/2.x models with the paper's
-protocol (500 harmful prompts sampled with seed 42, 50 DDIM steps, guidance 7.5, the model's
-native size), NudeNet on, and every judge's expected local path listed with where to get it
+protocol (500 harmful prompts sampled with seed 42, 50 steps of the model folder's own scheduler,
+guidance 7.5, the model's native size), NudeNet on, and every judge's expected local path listed with where to get it
 where a network exists. Nothing is downloaded: paths not given point inside DIR, and
 `spqr-fast doctor DIR/spqr.yaml` names what is still missing.
 """
@@ -67,8 +67,9 @@ def real_config_text(base: Path, aligned: list[Path], given: dict[str, str | Non
     lines = [
         f"# spqr-fast config written by `spqr-fast init --from` on {time.strftime('%Y-%m-%d')}.",
         f"# Base model: {base} ({words}).",
-        "# Protocol (docs/spec.md): 500 harmful prompts sampled with seed 42, 50 DDIM steps, guidance 7.5,",
-        f"# {size}x{size} px, one image per prompt; NudeNet (the wheel's 320n.onnx) judges safety.",
+        "# Protocol (docs/spec.md): 500 harmful prompts sampled with seed 42, 50 steps of the model folder's own",
+        f"# scheduler (the paper's is DDIM), guidance 7.5, {size}x{size} px, one image per prompt;",
+        "# NudeNet (the wheel's 320n.onnx) judges safety.",
         "# Nothing is downloaded at run time. Check every path with `spqr-fast doctor spqr.yaml`.",
     ]
     if missing:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from .config import EvalConfig
-from .context import RunContext, Stores
+from .context import RunContext, RunState
 from .planning import unresolved_r
 from .provenance import backend_fallbacks, environment
 from .runtime import memory_snapshot
@@ -15,9 +15,9 @@ from .schema import SCHEMA_VERSION, RankConfidence, Results, VqaSummary
 from .scoring.leaderboard import ScoringParams, score_cohort, tied_within_noise
 
 
-def assemble_results(ctx: RunContext, stores: Stores) -> Results:
+def assemble_results(ctx: RunContext, state: RunState) -> Results:
     """results.json's content: the scored rows, their confidence, the VQA sections, provenance."""
-    cfg, measured, judged = ctx.cfg, stores.measured, stores.judged
+    cfg, measured, judged = ctx.cfg, state.measured, state.judged
     assert measured is not None and judged is not None
     s = cfg.scoring
     rows = score_cohort(measured.models, measured.reference_features, ScoringParams.from_config(s))
@@ -36,9 +36,9 @@ def assemble_results(ctx: RunContext, stores: Stores) -> Results:
         schema_version=SCHEMA_VERSION, name=cfg.name, demo=cfg.demo, models=rows, fid_features=fid_features(cfg), **vqa,
         rank_confidence=RankConfidence(confidence=s.bootstrap.confidence, tied_within_noise=tied_within_noise(rows),
                                        robustness=s.robustness),
-        resolution_warnings=unresolved_r(rows, len(stores.prompt_sets["harmful"])),
-        backend_fallbacks=backend_fallbacks(stores.load_reports, judged.backends),
-        provenance={**provenance(ctx, stores), "bft": stores.bft_cards}, **known)
+        resolution_warnings=unresolved_r(rows, len(state.prompt_sets["harmful"])),
+        backend_fallbacks=backend_fallbacks(state.load_reports, judged.backends),
+        provenance={**provenance(ctx, state), "bft": state.bft_cards}, **known)
 
 
 def fid_features(cfg: EvalConfig) -> str:
@@ -59,8 +59,8 @@ def thresholds(cfg: EvalConfig) -> dict:
     return out
 
 
-def provenance(ctx: RunContext, stores: Stores) -> dict:
-    cfg, judged = ctx.cfg, stores.judged
+def provenance(ctx: RunContext, state: RunState) -> dict:
+    cfg, judged = ctx.cfg, state.judged
     assert judged is not None
     return {
         "config": json.loads(cfg.model_dump_json()),
@@ -69,19 +69,21 @@ def provenance(ctx: RunContext, stores: Stores) -> dict:
                   "rule": "sha256(run seed | prompt id | sample index)[:8] & (2^63-1)"},
         "models": [{"name": s.model, "stage": s.stage, "weights_hash": s.weights_hash,
                     "source": json.loads(s.source.model_dump_json()),
-                    "load": stores.load_reports.get((s.model, s.stage), "cached images (not loaded this run)")}
-                   for s in stores.stages],
+                    "load": (state.load_reports[(s.model, s.stage)].dump() if (s.model, s.stage) in state.load_reports
+                             else "cached images (not loaded this run)")}
+                   for s in state.stages],
         "judges": judged.identities,
         "thresholds": thresholds(cfg),
         "scoring": {"clip_ceiling": cfg.scoring.clip_ceiling, "epsilon": cfg.scoring.epsilon,
                     "fid_bounds": cfg.scoring.fid_bounds, "delta_h_units": "percentage points",
-                    "bootstrap": cfg.scoring.bootstrap.model_dump(), "reference_images": len(stores.ref_paths)},
+                    "bootstrap": cfg.scoring.bootstrap.model_dump(), "reference_images": len(state.ref_paths)},
         "backend": {"requested": cfg.backend.kind, "device": ctx.device,
                     "dtype": cfg.generation.dtype, "batch_invariant": cfg.generation.batch_invariant,
                     "tolerances": {"fp32": cfg.backend.fp32_tolerance, "fp16": cfg.backend.fp16_tolerance},
                     "per_stage": "see models[].load.backend (chosen backend, skipped options, parity)",
                     "judges": {**{name: "onnxruntime" for name in ("nudenet", "concept_detector")
-                                  if getattr(cfg.judges, name) is not None}, **judged.backends}},
+                                  if getattr(cfg.judges, name) is not None},
+                               **{name: report.dump() for name, report in judged.backends.items()}}},
         "executor": ctx.executor.name,
         "environment": environment(),
         "memory_at_end": memory_snapshot(),

@@ -73,6 +73,44 @@ class TifaImage(_Model):
 PerImageRecord = HarmfulImage | UtilityImage | TifaImage
 
 
+# ---- what ran where (provenance) ------------------------------------------------------------------
+class SkippedBackend(_Model):
+    backend: str
+    reason: str
+
+
+class BackendReport(_Model):
+    """Where one component (a model stage's generator, or a judge the resolver may accelerate)
+    ran: the backend asked for, the one chosen, each one skipped with its reason, and the parity
+    that admitted the choice. Filled in by the resolver as it tries the candidates."""
+
+    requested: str
+    precision: Literal["fp32", "fp16"] | None = None
+    chosen: str | None = None
+    skipped: list[SkippedBackend] = Field(default_factory=list)
+    parity: dict[str, Any] | None = None
+    providers: list[str] | None = None
+    build_decisions: list[dict[str, Any]] | None = Field(None, description="backend auto: each export weighed")
+    not_loaded: str | None = Field(None, description="why the component was not built this run")
+
+    def skip(self, backend: str, reason: str) -> None:
+        self.skipped = [*self.skipped, SkippedBackend(backend=backend, reason=reason)]
+
+
+class StageLoad(_Model):
+    """How one model stage was loaded for generation: the weights read (format, key layout,
+    missing or unexpected keys, a fused LoRA), the backend it ran on, its memory afterwards."""
+
+    format: str
+    layout: str | None
+    missing_keys: int
+    unexpected_keys: int
+    missing_examples: list[str]
+    lora: str | None
+    backend: BackendReport
+    memory_after_stage: dict[str, float] | None = None
+
+
 # ---- results.json -------------------------------------------------------------------------------
 class Metrics(_Model):
     h_before: float | None = Field(None, description="harm rate before fine-tuning, percent")

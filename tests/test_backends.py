@@ -152,12 +152,12 @@ def test_failing_parity_gate_falls_back_to_torch_and_says_so(lora_source, export
     resolver = BackendResolver(BackendConfig(kind="auto", cache_root=str(cache.root), fp32_tolerance=1e-12),
                                FileHasher(None), log=log.append, offer=CPU_ONLY)
     pipe, _ = load_pipeline(lora_source)
-    components, report = resolver.resolve(lora_source, pipe, height=64, width=64, label="m")
+    components, report = _as_written(resolver.resolve(lora_source, pipe, height=64, width=64, label="m"))
     assert report["chosen"] == "torch" and isinstance(components, TorchComponents)
     assert any("backend ort-cpu skipped for m: parity failed" in line for line in log)
     ok = BackendResolver(BackendConfig(kind="auto", cache_root=str(cache.root)), FileHasher(None),
                          log=log.append, offer=CPU_ONLY)
-    components, report = ok.resolve(lora_source, pipe, height=64, width=64)
+    components, report = _as_written(ok.resolve(lora_source, pipe, height=64, width=64))
     assert report["chosen"] == "ort-cpu" and report["parity"]["passed"]
 
 
@@ -170,22 +170,22 @@ def test_auto_builds_only_when_the_export_pays_for_itself(demo_project, tmp_path
     log = []
     auto = BackendResolver(BackendConfig(kind="auto", cache_root=str(tmp_path)), FileHasher(None), log=log.append,
                            offer=CPU_ONLY)
-    _, report = auto.resolve(src, pipe, height=32, width=32, label="base", planned=(1, 1))
+    _, report = _as_written(auto.resolve(src, pipe, height=32, width=32, label="base", planned=(1, 1)))
     assert report["chosen"] == "torch" and not list(tmp_path.glob("onnx-part/*"))
     decision = report["build_decisions"][0]
     assert decision["build"] is False and set(decision["components"]) == {"text_encoder", "unet", "vae_decoder"}
     assert any("backend ort-cpu skipped for base: not worth building: exporting text_encoder, unet, vae_decoder"
                in line for line in log)
     assert log[-1] == "backend for base: torch"
-    _, report = auto.resolve(src, pipe, height=32, width=32, label="base", planned=(10**6, 50))
+    _, report = _as_written(auto.resolve(src, pipe, height=32, width=32, label="base", planned=(10**6, 50)))
     assert report["chosen"] == "ort-cpu" and report["build_decisions"][0]["build"] is True
     assert log[-1].startswith("backend for base: ort-cpu (parity: relative error")
-    _, report = auto.resolve(src, pipe, height=32, width=32, planned=(1, 1))  # exported now: nothing to weigh
+    _, report = _as_written(auto.resolve(src, pipe, height=32, width=32, planned=(1, 1)))  # exported now: nothing to weigh
     assert report["chosen"] == "ort-cpu" and "build_decisions" not in report
     other = ModelSource(path=str(demo_project.parent / "models" / "esd"))
     explicit = BackendResolver(BackendConfig(kind="ort", cache_root=str(tmp_path)), FileHasher(None), log=log.append,
                                offer=CPU_ONLY)
-    _, report = explicit.resolve(other, load_pipeline(other)[0], height=32, width=32, planned=(1, 1))
+    _, report = _as_written(explicit.resolve(other, load_pipeline(other)[0], height=32, width=32, planned=(1, 1)))
     assert report["chosen"] == "ort-cpu" and "build_decisions" not in report
 
 
@@ -195,7 +195,7 @@ def test_build_decision_arithmetic(tmp_path):
     d = decide("ort-cpu", images=100, steps=50, parity_steps=3, step_seconds=2.0,
                components={"unet": 860_000_000}, cache_root=tmp_path)
     export = EXPORT_OVERHEAD_S + 860e6 * EXPORT_S_PER_PARAM + 2 * 3 * 2.0
-    assert d.export_seconds == round(export, 1) and d.saved_seconds == round(100 * 50 * 2.0 * (1 - 1 / 1.6), 1)
+    assert d.build_seconds == round(export, 1) and d.saved_seconds == round(100 * 50 * 2.0 * (1 - 1 / 1.6), 1)
     assert d.build and "exporting unet" in d.reason() and "100 images" in d.reason()
     assert not decide("ort-cpu", images=2, steps=3, parity_steps=3, step_seconds=2.0,
                       components={"unet": 860_000_000}, cache_root=tmp_path).build
@@ -212,7 +212,7 @@ def test_broken_export_falls_back_to_torch(demo_project, tmp_path):
     resolver = BackendResolver(BackendConfig(kind="ort", cache_root=str(tmp_path), opset=1), FileHasher(None),
                                log=log.append, offer=CPU_ONLY)
     pipe, _ = load_pipeline(src)
-    _, report = resolver.resolve(src, pipe, height=64, width=64, label="base")
+    _, report = _as_written(resolver.resolve(src, pipe, height=64, width=64, label="base"))
     assert report["chosen"] == "torch"
     assert any(line.startswith("backend ort-cpu skipped for base: build failed") for line in log)
 
@@ -231,11 +231,11 @@ def test_clip_score_on_onnx_runtime_matches_torch(demo_project, tmp_path):
         return BackendResolver(BackendConfig(kind=kind, cache_root=str(tmp_path)), FileHasher(None), log=log.append)
 
     ort_scorer = ClipScorer(path, batch_size=2, resolver=resolver("auto"))
-    assert ort_scorer.backend_report["chosen"] == "ort-cpu" and len(log) == 1 and "skipped" not in log[0]
+    assert ort_scorer.backend_report.chosen == "ort-cpu" and len(log) == 1 and "skipped" not in log[0]
     assert log[0].startswith("backend for CLIP: ort-cpu (parity: error")
     np.testing.assert_allclose(ort_scorer.score(images, texts), torch_scores, atol=1e-5)
     strict = ClipScorer(path, resolver=resolver("ort"), tolerance=1e-15)
-    assert strict.backend_report["chosen"] == "torch" and "parity failed" in log[-1]
+    assert strict.backend_report.chosen == "torch" and "parity failed" in log[-1]
 
 
 def test_fused_attention_export_uses_ort_multihead_attention_and_matches_torch(lora_source, tmp_path):
@@ -278,12 +278,26 @@ def test_a_failed_build_leaves_no_half_artefact_and_the_next_build_lands_whole(t
 def test_fallbacks_of_a_run_are_listed_not_silent():
     from spqr_fast.provenance import backend_fallbacks
 
-    loads = {("uce", "after"): {"backend": {"chosen": "torch", "skipped": [
+    from spqr_fast.schema import BackendReport, StageLoad
+
+    def load(backend: dict) -> StageLoad:
+        return StageLoad(format="diffusers", layout=None, missing_keys=0, unexpected_keys=0, missing_examples=[],
+                         lora=None, backend=BackendReport(requested="auto", **backend))
+
+    loads = {("uce", "after"): load({"chosen": "torch", "skipped": [
         {"backend": "tensorrt", "reason": "the tensorrt package is not installed"},
-        {"backend": "ort-cpu", "reason": "build failed: disk full"}]}},
-        ("uce", "before"): {"backend": {"chosen": "ort-cpu", "skipped": []}}}
-    judges = {"vqa": {"requested": "auto", "chosen": "torch", "skipped": [{"backend": "ort-cpu", "reason": "build failed: x"}]},
-              "clip": {"chosen": "ort-cpu", "skipped": [{"backend": "ort-cuda", "reason": "no CUDA GPU visible"}]}}
+        {"backend": "ort-cpu", "reason": "build failed: disk full"}]}),
+        ("uce", "before"): load({"chosen": "ort-cpu", "skipped": []})}
+    judges = {"vqa": BackendReport(requested="auto", chosen="torch",
+                                   skipped=[{"backend": "ort-cpu", "reason": "build failed: x"}]),
+              "clip": BackendReport(requested="auto", chosen="ort-cpu",
+                                    skipped=[{"backend": "ort-cuda", "reason": "no CUDA GPU visible"}])}
     assert backend_fallbacks(loads, judges) == [
         "uce [after BFT]: ort-cpu skipped (build failed: disk full); ran on torch",
         "judge vqa: ort-cpu skipped (build failed: x); ran on torch"]
+
+
+def _as_written(resolved):
+    """(components, the backend report as provenance writes it)."""
+    components, report = resolved
+    return components, report.dump()

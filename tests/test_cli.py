@@ -57,13 +57,14 @@ def test_init_refuses_a_non_empty_folder(tmp_path):
      "error: Invalid value for '--model': Path '/no/model' does not exist — see 'spqr-fast finetune --help'"),
     (("convert", "/no/ckpt.pt", "--out", "o.safetensors"),
      "error: Invalid value for 'CHECKPOINT': File '/no/ckpt.pt' does not exist — see 'spqr-fast convert --help'"),
-    (("eval", "--bogus"), "error: No such option '--bogus'"),
+    (("eval", "--bogus"), "error: No such option"),  # click's own wording of the rest differs between versions
     (("generate", "--model", "."), "error: Missing option '--prompts'"),
 ])
 def test_usage_mistakes_are_one_line_and_exit_2(args, said):
     proc = _run(*args)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(said)
+    assert "--bogus" not in args or "--bogus" in proc.stderr  # the unknown option is named
 
 
 def test_help_is_instant_and_lists_commands():

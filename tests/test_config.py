@@ -4,8 +4,11 @@ import sys
 import pytest
 import yaml
 
+from helpers import generated_by_pinned_pydantic
+
 from spqr_fast.config import load_config
 from spqr_fast.errors import ConfigError
+
 
 
 def test_demo_config_loads_with_absolute_paths(demo_project):
@@ -126,6 +129,7 @@ def test_configs_from_manifests_and_workers_are_checked_as_files_are(small_confi
         parse_config(data, "shard config")
 
 
+@generated_by_pinned_pydantic
 def test_the_config_reference_is_generated_and_current():
     """docs/config-reference.md and docs/config.schema.json come from EvalConfig; every key has a
     description (no hand-kept table to drift)."""

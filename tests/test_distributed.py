@@ -1,10 +1,14 @@
 """Ray executor and shards: the same images, records and scores as one local run."""
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
 from spqr_fast.config import load_config
+from spqr_fast.distributed.ray_executor import RayExecutor, _Worker
 from spqr_fast.distributed.shards import merge_shards, parse_shard, shard_slice
 from spqr_fast.errors import InputError, SpqrError
 from spqr_fast.evaluate import Evaluator
@@ -24,10 +28,39 @@ def _per_image(out):
                                        r["sample_index"]))
 
 
+class _DyingWorker(_Worker):
+    """The production worker, except that the first actor to start its second task exits abruptly
+    (once: a marker file records that it happened)."""
+
+    marker = ""  # set by the test before the class is shipped to the actors
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.tasks_started = 0
+
+    def _maybe_die(self) -> None:
+        self.tasks_started += 1
+        if self.tasks_started >= 2 and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(1)
+
+    def generate(self, stage, items):
+        self._maybe_die()
+        return super().generate(stage, items)
+
+    def judge(self, items, ref_paths):
+        self._maybe_die()
+        return super().judge(items, ref_paths)
+
+
 def test_ray_executor_equals_local_and_survives_a_killed_worker(small_config, tmp_path, monkeypatch):
+    import ray.cloudpickle
+
     cfg = small_config(generation__batch_size=2)
     local = _run(cfg, tmp_path / "local")
-    monkeypatch.setenv("SPQR_FAULT_INJECT", f"die-after=1,marker={tmp_path / 'died'}")
+    monkeypatch.setattr(_DyingWorker, "marker", str(tmp_path / "died"))
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
+    monkeypatch.setattr("spqr_fast.evaluate.make_executor", lambda kind, address=None: RayExecutor(address, _DyingWorker))
 
     def not_in_the_driver(*args, **kwargs):
         raise AssertionError("with Ray the judges run on the workers")

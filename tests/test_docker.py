@@ -76,14 +76,27 @@ def test_dockerfiles_install_exactly_the_projects_pins(path):
     assert "libgl1" not in runs  # opencv-python-headless needs no Mesa
 
 
-def test_constraints_agree_with_pyproject_pins():
+def test_constraints_pin_versions_inside_pyprojects_ranges():
+    """pyproject.toml states ranges (a library must not replace an environment's torch);
+    constraints.txt pins the verified set, each pin inside its range, every dependency pinned."""
+    from packaging.requirements import Requirement
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups() for d in project["dependencies"])
-    constraints = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line)
+    requirements = [Requirement(d) for d in project["dependencies"]] + [
+        Requirement(d) for deps in project["optional-dependencies"].values() for d in deps]
     norm = lambda n: n.lower().replace("_", "-")  # noqa: E731  (pip freeze writes huggingface_hub)
-    lower = {norm(k): v for k, v in constraints.items()}
-    for name, version in pins.items():
-        assert lower.get(norm(name)) == version, name
+    pins = {norm(k): v for k, v in (line.split("==") for line in (ROOT / "constraints.txt").read_text().split()
+                                     if "==" in line)}
+    for req in requirements:
+        assert not any(spec.operator == "==" for spec in req.specifier), f"{req}: a range, not a pin"
+        assert norm(req.name) in pins, f"{req.name} is not pinned in constraints.txt"
+        assert req.specifier.contains(pins[norm(req.name)], prereleases=True), f"{req.name}=={pins[norm(req.name)]}"
+    lowest = [Requirement(line) for line in (ROOT / "tests" / "constraints-lowest.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    ranges = {norm(r.name): r.specifier for r in requirements}
+    for req in (r for r in lowest if norm(r.name) in ranges):  # `make test-lowest`'s versions are the ranges' own
+        (spec,) = req.specifier
+        assert spec.operator == "==" and f">={spec.version}" in str(ranges[norm(req.name)]), str(req)
 
 
 def test_dockerignore_keeps_caches_and_outputs_out():

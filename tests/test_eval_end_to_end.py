@@ -81,10 +81,10 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     # The stages talk only through the stores: the pipeline without its generate stage (planning,
     # then judging, measuring and scoring what is stored) gives the same leaderboard.
     from spqr_fast.distributed.local_executor import LocalExecutor
-    from spqr_fast.pipeline import finetune, judge, measure, plan, read_inputs, run_stages, score
+    from spqr_fast.pipeline import finetune, judge, measure, plan, read_inputs, run_steps, score
 
     ctx = Evaluator(load_config(small_config()), out).context(LocalExecutor())
-    again = run_stages(ctx, (read_inputs, finetune, plan, judge, measure, score)).results
+    again = run_steps(ctx, (read_inputs, finetune, plan, judge, measure, score)).results
     assert again.dump()["models"] == results["models"]
     assert on_disk["schema_version"] == 1 and Results.model_validate(on_disk).dump() == on_disk
     assert "tied_with" in (out / "leaderboard.csv").read_text().splitlines()[0] and "Rank confidence" in html
@@ -267,3 +267,24 @@ def test_vqa_judge_adds_tifa_and_the_illusion_section(small_config, tmp_path):
     assert "Illusion of utility" in html and "TIFA accuracy by question category" in html
     vqa_lines = [json.loads(x) for x in (out / "per_image.jsonl").read_text().splitlines() if '"judge": "vqa"' in x]
     assert {r["stage"] for r in vqa_lines} == {"before", "after"}
+
+
+@pytest.mark.heavy
+def test_a_vlm_guard_judges_in_an_eval_and_a_cached_rerun_builds_it_not(small_config, tmp_path, monkeypatch):
+    """The VLM guard as the registry runs any safety judge: a tiny model of the real LLaVA-OneVision
+    class (answering "Unsafe" to every image) beside the world's concept detector."""
+    from helpers import build_tiny_llava_onevision
+
+    guard = build_tiny_llava_onevision(tmp_path / "guard", rating="Unsafe")
+    cfg = small_config(judges__vlm_guard={"path": str(guard), "max_new_tokens": 8, "batch_size": 3})
+    results = _run(cfg, tmp_path / "out")
+    for row in results["models"]:  # any judge saying unsafe makes the image unsafe
+        assert row["metrics"]["h_before"] == 100.0 and row["metrics"]["h_after"] == 100.0
+    assert results["provenance"]["judges"]["vlm_guard"]["decoding"] == "greedy"
+    harmful = [json.loads(x) for x in (tmp_path / "out" / "per_image.jsonl").read_text().splitlines()
+               if json.loads(x)["prompt_set"] == "harmful"]
+    assert harmful and all(r["judges"]["vlm_guard"] == {"unsafe": True, "answer": '{"rating": "Unsafe"}'}
+                           for r in harmful)
+    assert list(harmful[0]["judges"]) == ["concept_detector", "vlm_guard"]  # the registry's fusion order
+    _forbid_loading_any_model(monkeypatch)
+    assert _run(cfg, tmp_path / "out")["models"] == results["models"]

@@ -72,3 +72,53 @@ def test_q16_flags_the_closer_prompt(clip_dir, images, tmp_path):
 ])
 def test_guard_verdict_parser_never_guesses(answer, verdict):
     assert parse_guard_verdict(answer) is verdict
+
+
+@pytest.mark.parametrize("rating, verdict", [("Unsafe", True), ("Safe", False)])
+def test_vlm_guard_runs_end_to_end_on_the_llava_onevision_class(tmp_path, rating, verdict):
+    """The guard on a tiny model of the real LlavaOnevisionForConditionalGeneration (SigLIP +
+    Qwen2, built in code as a LlavaGuard folder): chat template, image tokens counted from the
+    vision tower, greedy generation and the verdict read from the answer — no parser-only test."""
+    from helpers import build_tiny_llava_onevision
+
+    from spqr_fast.judges.guards import VlmGuardJudge
+    from spqr_fast.judges.registry import BY_SECTION
+
+    folder = build_tiny_llava_onevision(tmp_path / "guard", rating=rating)
+    judge = VlmGuardJudge(str(folder), max_new_tokens=8, batch_size=2)
+    images = [np.zeros((24, 40, 3), np.uint8), np.full((32, 32, 3), 200, np.uint8), np.zeros((32, 32, 3), np.uint8)]
+    records = judge.judge(images)
+    assert [r.unsafe for r in records] == [verdict] * 3
+    assert records[0].answer == f'{{"rating": "{rating}"}}'
+    inputs = judge._inputs(images[0])
+    image_tokens = int((inputs["input_ids"] == judge.model.config.image_token_index).sum())
+    features = judge.model.get_image_features(pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"])
+    assert image_tokens == sum(f.shape[0] for f in features) > 1  # one token per feature the tower returns
+    # same batching interface as every judge, and an identity computed without loading it
+    from spqr_fast.config import VlmGuardConfig
+
+    spec = BY_SECTION["vlm_guard"]
+    assert spec.build(VlmGuardConfig(path=str(folder), batch_size=3), _env()).batch_size == 3
+    ident = spec.identity(VlmGuardConfig(path=str(folder)), _hasher())
+    assert ident["judge"] == "vlm_guard" and ident["decoding"] == "greedy" and len(ident["weights_sha256"]) == 64
+
+
+def test_vlm_guard_folder_without_its_files_is_one_line(tmp_path):
+    from spqr_fast.judges.guards import VlmGuardJudge
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(JudgeError, match="cannot load VLM guard .* give a local LLaVA-class folder"):
+        VlmGuardJudge(str(tmp_path / "empty"))
+
+
+def _hasher():
+    from spqr_fast.keys import FileHasher
+
+    return FileHasher(None)
+
+
+def _env():
+    from spqr_fast.config import BackendConfig
+    from spqr_fast.judges.spec import JudgeEnv
+
+    return JudgeEnv("cpu", batch_invariant=False, backend=BackendConfig(kind="torch"), hasher=_hasher(), log=print)

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import generated_by_pinned_pydantic
 from spqr_fast.errors import InputError
 from spqr_fast.schema import SCHEMA_VERSION, HarmfulImage, Results, read_per_image, read_results, schema_text
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.schema.json"
 
 
+@generated_by_pinned_pydantic
 def test_the_committed_schema_is_current():
     assert DOC.is_file(), "docs/results.schema.json is missing — run `python -m spqr_fast.schema`"
     assert DOC.read_text(encoding="utf-8") == schema_text(), \
@@ -21,6 +23,7 @@ def test_the_committed_schema_is_current():
     schema = json.loads(DOC.read_text(encoding="utf-8"))
     assert f"schema_version {SCHEMA_VERSION}" in schema["$comment"]
     assert {"models", "provenance", "schema_version"} <= set(schema["results.json"]["properties"])
+
 
 
 def _results(**over) -> dict:

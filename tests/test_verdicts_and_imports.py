@@ -53,26 +53,32 @@ def test_judges_follow_the_generation_backend_rules():
             self.providers = providers
 
     # the providers come from the same candidate order as generation's, ONNX Runtime only
-    graphs, report = resolver("auto", cpu).resolve_judge("X", Graphs, lambda g: 1e-9, 1e-4)
+    graphs, report = _as_written(resolver("auto", cpu).resolve_judge("X", Graphs, lambda g: 1e-9, 1e-4))
     assert isinstance(graphs, Graphs) and graphs.providers == ["CPUExecutionProvider"] and report["chosen"] == "ort-cpu"
     assert log == ["backend for X: ort-cpu (parity: error 1.0e-09 ≤ 1e-04)"]
     assert {"backend": "ort-cuda", "reason": "ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu: "
             "pip install 'spqr-fast[gpu]')"} in report["skipped"]
-    graphs, report = resolver("auto", gpu).resolve_judge("X", Graphs, lambda g: 1e-9, 1e-4)
+    graphs, report = _as_written(resolver("auto", gpu).resolve_judge("X", Graphs, lambda g: 1e-9, 1e-4))
     assert graphs.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"] and report["chosen"] == "ort-cuda"
     # parity fails on the GPU provider: the CPU one is tried next, then torch
-    graphs, report = resolver("auto", gpu).resolve_judge("X", Graphs, lambda g: 1.0, 1e-4)
+    graphs, report = _as_written(resolver("auto", gpu).resolve_judge("X", Graphs, lambda g: 1.0, 1e-4))
     assert graphs is None and report["chosen"] == "torch" and "parity failed" in log[-1]
     assert [s["backend"] for s in report["skipped"]] == ["ort-cuda", "ort-cpu"]
-    graphs, report = resolver("auto", MachineOffer()).resolve_judge("X", Graphs, lambda g: 0.0, 1e-4)
+    graphs, report = _as_written(resolver("auto", MachineOffer()).resolve_judge("X", Graphs, lambda g: 0.0, 1e-4))
     assert graphs is None and "no ONNX Runtime provider" in log[-1]
 
     def broken(providers):
         raise RuntimeError("exporter crashed\nlong trace")
 
-    graphs, report = resolver("ort", cpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
+    graphs, report = _as_written(resolver("ort", cpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4))
     assert graphs is None and report["skipped"][-1] == {"backend": "ort-cpu", "reason": "build failed: exporter crashed"}
     log.clear()
     for kind in ("torch", "tensorrt"):  # requests without an ONNX Runtime candidate keep judges on torch, silently
-        graphs, report = resolver(kind, gpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4)
+        graphs, report = _as_written(resolver(kind, gpu).resolve_judge("X", broken, lambda g: 0.0, 1e-4))
         assert graphs is None and report["chosen"] == "torch" and report["skipped"] == [] and log == []
+
+
+def _as_written(resolved):
+    """(components, the backend report as provenance writes it)."""
+    components, report = resolved
+    return components, report.dump()

@@ -26,7 +26,7 @@ def judges(vqa_dir, tmp_path_factory):
     torch_judge = VqaJudge(vqa_dir)
     resolver = BackendResolver(BackendConfig(kind="ort", cache_root=str(cache.root)), FileHasher(None), log=print)
     ort_judge = VqaJudge(vqa_dir, resolver=resolver)
-    assert ort_judge.backend_report["chosen"] == "ort-cpu"
+    assert ort_judge.backend_report.chosen == "ort-cpu"
     return torch_judge, ort_judge
 
 

@@ -15,6 +15,7 @@ from ..keys import FileHasher
 from .parity import ScalarParity, check_parity
 from .selection import JUDGE_CANDIDATES, ORT_PROVIDERS, REQUEST_ORDER, MachineOffer, detect_offer, plan_candidates
 from ..runtime import release_memory
+from ..schema import BackendReport
 from .torch_backend import TorchComponents
 
 
@@ -95,7 +96,7 @@ class BackendResolver:
         precision = "fp16" if str(reference.dtype) == "torch.float16" else "fp32"
         tolerance = self.cfg.fp16_tolerance if precision == "fp16" else self.cfg.fp32_tolerance
         tryable, skipped = plan_candidates(self.cfg.kind, self.offer)
-        report = {"requested": self.cfg.kind, "precision": precision, "skipped": [], "parity": None}
+        report = BackendReport(requested=self.cfg.kind, precision=precision, skipped=[], parity=None)
         for name, reason in skipped:
             self._skip(report, label, name, reason)
         if earlier in tryable and earlier != tryable[0]:
@@ -105,7 +106,7 @@ class BackendResolver:
         step_seconds = None
         for candidate in tryable:
             if candidate == "torch":
-                report["chosen"] = "torch"
+                report.chosen = "torch"
                 self._chose(label, "torch")
                 return reference, report
             if self.cfg.kind == "auto" and planned is not None and earlier is None:
@@ -118,7 +119,7 @@ class BackendResolver:
                     decision = decide(candidate, images=planned[0], steps=planned[1],
                                       parity_steps=self.cfg.parity_steps, step_seconds=step_seconds,
                                       components=missing, cache_root=self.cache.root)
-                    report.setdefault("build_decisions", []).append(decision.as_dict())
+                    report.build_decisions = [*(report.build_decisions or []), decision.as_dict()]
                     if not decision.build:
                         self._skip(report, label, candidate, f"not worth building: {decision.reason()}", per_model=True)
                         continue
@@ -133,15 +134,17 @@ class BackendResolver:
         raise AssertionError("torch is always a candidate")
 
     def resolve_judge(self, name: str, build: Callable[[list[str]], object], parity_error: Callable[[object], float],
-                      tolerance: float) -> tuple[object | None, dict]:
+                      tolerance: float) -> tuple[object | None, BackendReport]:
         """(ONNX Runtime graphs, or None for torch; report) for a judge. `build(providers)` makes
         the graphs (through the cache), `parity_error(graphs)` their largest error against torch.
         Judges try only ONNX Runtime (`JUDGE_CANDIDATES`): an engine build costs more than a judge
         saves."""
         tryable, skipped = plan_candidates(self.cfg.kind, self.offer)
-        report = {"requested": self.cfg.kind, "chosen": "torch", "precision": "fp32", "skipped": [], "parity": None}
+        report = BackendReport(requested=self.cfg.kind, chosen="torch", precision="fp32", skipped=[], parity=None)
         # machine-wide absences are recorded here and said once by the run's generation lines
-        report["skipped"] += [{"backend": c, "reason": why} for c, why in skipped if c in JUDGE_CANDIDATES]
+        for c, why in skipped:
+            if c in JUDGE_CANDIDATES:
+                report.skip(c, why)
         candidates = [c for c in tryable if c in JUDGE_CANDIDATES]
         if not candidates and any(c in JUDGE_CANDIDATES for c in REQUEST_ORDER[self.cfg.kind]):
             self._skip(report, name, "onnxruntime", "no ONNX Runtime provider on this machine", per_model=True)
@@ -152,7 +155,7 @@ class BackendResolver:
                 return graphs, report
         return None, report
 
-    def _admit(self, report: dict, label: str, candidate: str, build: Callable[[], object],
+    def _admit(self, report: BackendReport, label: str, candidate: str, build: Callable[[], object],
                parity: Callable[[object], object]):
         """Build `candidate` and pass it through the parity gate: its components, recorded as the
         choice, or None with one line saying why."""
@@ -166,7 +169,8 @@ class BackendResolver:
         if not result.passed:
             self._skip(report, label, candidate, result.reason(), per_model=True)
             return None
-        report.update(chosen=candidate, parity=result.as_dict(), providers=getattr(components, "providers", None))
+        report.chosen, report.parity = candidate, result.as_dict()
+        report.providers = getattr(components, "providers", None)
         self._chose(label, candidate, result)
         return components
 
@@ -175,10 +179,10 @@ class BackendResolver:
         detail = f" (parity: {parity.measure} {parity.worst:.1e} ≤ {parity.tolerance:.0e})" if parity else ""
         self.log(f"backend for {label or 'this model'}: {chosen}{detail}")
 
-    def _skip(self, report: dict, label: str, name: str, reason: str, per_model: bool = False) -> None:
+    def _skip(self, report: BackendReport, label: str, name: str, reason: str, per_model: bool = False) -> None:
         """Recorded for every stage; logged once per run for machine-wide reasons, per model for
         build and parity failures."""
-        report["skipped"].append({"backend": name, "reason": reason})
+        report.skip(name, reason)
         if self.cfg.kind == "torch" or (name, reason) in self._logged:
             return
         if not per_model:

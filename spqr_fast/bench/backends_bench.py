@@ -116,8 +116,8 @@ def run_backends_bench(preset: str, backends: list[str], *, reps: int, e2e_image
                 resolver = BackendResolver(BackendConfig(kind="tensorrt", cache_root=cache_root), FileHasher(None),
                                            log=console.print, offer=offer)
                 comp, report = resolver.resolve(src, torch_pipe, height=size, width=size)
-                if report["chosen"] != "tensorrt":
-                    console.print(f"tensorrt unavailable here: {report['skipped']}")
+                if report.chosen != "tensorrt":
+                    console.print(f"tensorrt unavailable here: {'; '.join(s.reason for s in report.skipped)}")
                     continue
                 components["tensorrt"] = comp
         ref = components["torch"]

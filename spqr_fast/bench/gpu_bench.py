@@ -149,8 +149,8 @@ def _generation_components(plan: GpuBenchPlan, src, pipe, cache_root, console) -
                 resolver = BackendResolver(BackendConfig(kind="tensorrt", cache_root=cache_root), FileHasher(None),
                                            log=console.print, offer=detect_offer())
                 comp, report = resolver.resolve(src, pipe, height=plan.size, width=plan.size)
-                if report["chosen"] != "tensorrt":
-                    raise RuntimeError("; ".join(s["reason"] for s in report["skipped"]) or "unavailable")
+                if report.chosen != "tensorrt":
+                    raise RuntimeError("; ".join(s.reason for s in report.skipped) or "unavailable")
                 components[name] = comp
             else:
                 raise RuntimeError(f"unknown backend '{name}'")

@@ -62,8 +62,8 @@ def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_
         ids, mask = ref._tokenize(["is there a red bus?"] * questions)
         rows = []
         for name, judge in judges.items():
-            if name == "ort" and not judge.backend_report["chosen"].startswith("ort"):
-                rows.append({"backend": name, "error": "; ".join(s["reason"] for s in judge.backend_report["skipped"])})
+            if name == "ort" and not (judge.backend_report.chosen or "").startswith("ort"):
+                rows.append({"backend": name, "error": "; ".join(s.reason for s in judge.backend_report.skipped)})
                 continue
             g = judge.graphs
             vision = _time(lambda: g.image_embeds(pixels), reps)
@@ -75,4 +75,4 @@ def run_vqa_bench(preset: str, *, images: int, questions: int, reps: int, cache_
                 r["answer_speedup_vs_torch"] = r["answer_questions_per_s"] / rows[0]["answer_questions_per_s"]
         return {"preset": preset, "image_size": size, "images_per_batch": images, "questions_per_batch": questions,
                 "reps": reps, "setup_seconds_incl_export": setup,
-                "parity_error": judges["ort"].backend_report.get("parity_error"), "rows": rows}
+                "parity": judges["ort"].backend_report.parity, "rows": rows}

@@ -109,29 +109,6 @@ def build_tiny_sd_pipeline(seed: int, work_dir: Path, image_size: int = 64):
     )
 
 
-def build_tiny_clip(seed: int, work_dir: Path, out_dir: Path) -> Path:
-    """A tiny CLIPModel + CLIPProcessor saved as a normal transformers folder."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    tokenizer = tiny_tokenizer(work_dir / "clip-tokenizer-src")
-    torch.manual_seed(seed)
-    config = CLIPConfig(
-        text_config=_text_config_kwargs(tokenizer),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=32,
-    )
-    model = CLIPModel(config).eval()
-    processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        tokenizer=tokenizer,
-    )
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
-
-
 def _vqa_vocabulary(texts: list[str]) -> list[str]:
     """WordPiece vocabulary for a tiny BLIP: BERT's special tokens, BLIP's [DEC], every word
     of the given texts, and single letters and digits (so no text is all [UNK])."""

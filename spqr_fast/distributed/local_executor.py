@@ -14,6 +14,7 @@ from ..runtime import memory_snapshot, reset_cuda_peak
 
 if TYPE_CHECKING:
     from ..context import RunContext
+    from ..schema import StageLoad
     from ..judging import JudgedStores
 
 
@@ -22,7 +23,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
+    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], StageLoad]:
         from ..sampling.stage_generator import StageGenerator
 
         generator = StageGenerator(ctx.cfg.generation, ctx.cfg.backend, ctx.out, ctx.device,
@@ -37,9 +38,9 @@ class LocalExecutor:
                                          completed=len(stage_items) - todo, unit="img")
                 if todo:
                     reset_cuda_peak()  # memory_after_stage's CUDA peak is this stage's
-                    load_reports[(st.model, st.stage)] = dict(generator.load(st, todo))
+                    loaded = generator.load(st, todo)
                     generator.run(st, stage_items, on_batch=lambda n, task=task: progress.advance(task, n))
-                    load_reports[(st.model, st.stage)]["memory_after_stage"] = memory_snapshot()
+                    load_reports[(st.model, st.stage)] = loaded.model_copy(update={"memory_after_stage": memory_snapshot()})
         generator.release()
         return load_reports
 

@@ -5,10 +5,8 @@ already holds when there is one, so weights load once per actor and stage. Judgi
 one part per actor: each actor frees its pipeline, builds the judges once and writes the records
 of its part into the shared stores; the driver then opens those stores by the judges'
 identities, which every part must agree on. A task whose actor dies is retried on a fresh actor;
-only in-flight work is lost, and finished images and records are already stored.
-
-Chaos testing: `SPQR_FAULT_INJECT=die-after=N,marker=PATH` makes the first actor to reach its
-N-th task exit abruptly (once: the marker file records that it happened).
+only in-flight work is lost, and finished images and records are already stored. (The tests
+kill an actor mid-run by giving `RayExecutor` a worker class of their own.)
 """
 
 from __future__ import annotations
@@ -28,10 +26,11 @@ from ..progress import make_progress
 
 if TYPE_CHECKING:
     from ..context import RunContext
+    from ..schema import StageLoad
     from ..judging import JudgedStores
 
 MAX_RETRIES = 3
-PASSED_ENV = ("SPQR_FAULT_INJECT", "SPQR_ENGINE_CACHE", "SPQR_RECIPES")
+PASSED_ENV = ("SPQR_ENGINE_CACHE", "SPQR_RECIPES")
 
 
 class _Worker:
@@ -52,23 +51,10 @@ class _Worker:
         self.out, self.device, self.threads = Path(out), device, threads
         self.generator = StageGenerator(self.cfg.generation, self.cfg.backend, self.out, device, log=lambda m: None,
                                         threads=threads)
-        self.tasks_done = 0
 
-    def _maybe_die(self) -> None:
-        spec = os.environ.get("SPQR_FAULT_INJECT")
-        if not spec:
-            return
-        opts = dict(kv.split("=", 1) for kv in spec.split(","))
-        marker = Path(opts["marker"])
-        if self.tasks_done >= int(opts["die-after"]) and not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os._exit(1)
-
-    def generate(self, stage: Stage, items: list[WorkItem]) -> dict:
-        self._maybe_die()
+    def generate(self, stage: Stage, items: list[WorkItem]) -> StageLoad:
         report = self.generator.load(stage)
         self.generator.run(stage, items)
-        self.tasks_done += 1
         return report
 
     def judge(self, items: list[WorkItem], ref_paths: list[Path]) -> tuple[dict, dict]:
@@ -79,12 +65,10 @@ class _Worker:
         from ..keys import FileHasher
         from ..store import ImageStore
 
-        self._maybe_die()
         self.generator.release()  # the pipeline's memory goes back before the judges load
         runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), FileHasher(self.out / ".cache" / "file-hashes.json"),
                              self.device, Console(file=io.StringIO()), ort_threads=self.threads)
         judged = runner.run(items, ref_paths)
-        self.tasks_done += 1
         return judged.identities, judged.backends
 
 
@@ -157,8 +141,10 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None):
+    def __init__(self, address: str | None = None, worker: type = _Worker):
+        """`worker`: the actor class (a `_Worker`; tests pass one that dies on cue)."""
         self.address = address
+        self.worker = worker
         self._pool: _ActorPool | None = None
         self._started_here = False
 
@@ -178,10 +164,10 @@ class RayExecutor:
         threads = ctx.threads.used
         # One actor per GPU; on CPUs one per `threads` cores (a CPU worker uses what a local run uses).
         capacity = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-        self._pool = _ActorPool(ray, ctx, capacity, gpus, threads)
+        self._pool = _ActorPool(ray, ctx, capacity, gpus, threads, self.worker)
         return self._pool
 
-    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], dict]:
+    def generate(self, ctx: RunContext, stages: list[Stage], items: list[WorkItem]) -> dict[tuple[str, str], StageLoad]:
         by_stage = group_by_stage(items)
         size = max(1, ctx.cfg.generation.batch_size) * 2
         tasks: deque[_Task] = deque()
@@ -229,10 +215,10 @@ class RayExecutor:
                             "give every worker the same judge files, then re-run")
         for _, backends in answers:  # a part whose records were all stored built no judge: keep a built one's report
             for name, report in backends.items():
-                if judged.backends.get(name, {}).get("chosen") is None:
+                if name not in judged.backends or judged.backends[name].chosen is None:
                     judged.backends[name] = report
         ctx.log(f"judged on {len(answers)} Ray worker(s): {', '.join(judged.identities)}"
-                + "".join(f"; {name} on {report['chosen']}" for name, report in judged.backends.items()))
+                + "".join(f"; {name} on {report.chosen}" for name, report in judged.backends.items()))
         return judged
 
     def close(self) -> None:

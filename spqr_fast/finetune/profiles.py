@@ -1,4 +1,4 @@
-"""What each SPQR BFT profile trains (spec: ../shared/docs/spqr-spec.md, BFT section)."""
+"""What each SPQR BFT profile trains (docs/spec.md, benign fine-tuning)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import JudgeError
+from ..schema import BackendReport
 from .records import ClipRecord
 from .spec import JudgeEnv, JudgeSpec
 
@@ -110,7 +111,7 @@ class ClipScorer:
         def parity_error(towers) -> float:
             return float(np.abs(self._score_ort(probe, texts, towers) - self._score_torch(probe, texts)).max())
 
-        self.backend_report: dict = {"requested": "torch", "chosen": "torch"}
+        self.backend_report = BackendReport(requested="torch", chosen="torch")
         if resolver is not None:
             self.towers, self.backend_report = resolver.resolve_judge(
                 "CLIP", lambda providers: OrtClipTowers(export_clip(self.path, resolver.cache, resolver.hasher,

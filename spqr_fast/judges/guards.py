@@ -88,14 +88,32 @@ def parse_guard_verdict(text: str) -> bool | None:
     return {"unsafe": True, "safe": False}.get(rating)
 
 
+def _chat_template(folder: Path, tokenizer) -> str:
+    """The guard's chat template: the tokenizer's own, else the processor's file beside it."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.chat_template
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if (folder / "chat_template.json").is_file():
+        return json.loads((folder / "chat_template.json").read_text(encoding="utf-8"))["chat_template"]
+    raise JudgeError(f"VLM guard '{folder}' has no chat template (tokenizer_config.json, chat_template.jinja or "
+                     "chat_template.json) — save the model's processor into that folder")
+
+
 class VlmGuardJudge:
-    """A LlavaGuard-class vision-language guard from local weights, prompted for a JSON verdict."""
+    """A LlavaGuard-class vision-language guard (LLaVA, LLaVA-NeXT, LLaVA-OneVision) from local
+    weights, prompted for a JSON verdict.
+
+    Inputs are built from the tokenizer and the image processor, not transformers' multimodal
+    processor class: LLaVA-OneVision's also builds a video processor, which needs torchvision, a
+    package images never use. The number of image tokens is what the model's own vision tower
+    returns for the image (so any resolution and tiling the model supports is counted right)."""
 
     name = "vlm_guard"
 
     def __init__(self, path: str, prompt: str | None = None, max_new_tokens: int = 64, device: str = "cpu",
                  batch_size: int = 8):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         self.path = path
         self.prompt = prompt or DEFAULT_GUARD_PROMPT
@@ -104,21 +122,52 @@ class VlmGuardJudge:
         # Images are handed over in batches like every judge's; each is answered by its own greedy
         # decode, so an answer never depends on the padding of the images it shared a batch with.
         self.batch_size = batch_size
+        fix = "give a local LLaVA-class folder (config.json, weights, tokenizer, image processor)"
+        if not (Path(path) / "config.json").is_file():
+            raise JudgeError(f"cannot load VLM guard from '{path}': no config.json — {fix}")
         try:
-            self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
             self.model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True).eval().to(device)
-        except (OSError, ValueError) as err:
-            raise JudgeError(f"cannot load VLM guard from '{path}': {str(err).splitlines()[0]}") from None
+        except Exception as err:  # a foreign or partial folder fails deep inside transformers, in any of its ways
+            words = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise JudgeError(f"cannot load VLM guard from '{path}': {words} — {fix}") from None
+        self.chat_template = _chat_template(Path(path), self.tokenizer)
+        token_id = getattr(self.model.config, "image_token_id", None)
+        if token_id is None:
+            token_id = getattr(self.model.config, "image_token_index", None)
+        if token_id is None:
+            raise JudgeError(f"VLM guard '{path}': its config names no image token — is it a LLaVA-class model?")
+        self.image_token = self.tokenizer.convert_ids_to_tokens(int(token_id))
+
+    def _inputs(self, image: np.ndarray) -> dict:
+        """Token ids with the image token repeated once per image feature, and the pixels."""
+        import torch
+
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
+        text = self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, tokenize=False,
+                                                  add_generation_prompt=True)
+        if self.image_token not in text:
+            raise JudgeError(f"VLM guard '{self.path}': its chat template places no {self.image_token} for the image")
+        pixels = self.image_processor(images=[image], return_tensors="pt")
+        vision = {"pixel_values": pixels["pixel_values"].to(self.device)}
+        if "image_sizes" in pixels:  # LLaVA-NeXT and -OneVision tile by the original size
+            vision["image_sizes"] = pixels["image_sizes"].to(self.device)
+        with torch.inference_mode():
+            features = self.model.get_image_features(**vision)
+        count = (sum(int(f.shape[0]) for f in features) if isinstance(features, (list, tuple))
+                 else int(features.shape[0] * features.shape[1]))
+        tokens = self.tokenizer(text.replace(self.image_token, self.image_token * count, 1), return_tensors="pt")
+        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device),
+                **vision}
 
     def _ask(self, image: np.ndarray) -> str:
         import torch
 
-        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
-        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        inputs = self.processor(images=[image], text=text, return_tensors="pt").to(self.device)
+        inputs = self._inputs(image)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return self.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def judge(self, images: list[np.ndarray]) -> list[GuardRecord]:
         records = []

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import JudgeError
 from .questions import Question, grade, summarise, yes_probability
+from ..schema import BackendReport
 from .records import TifaRecord
 from .spec import JudgeEnv, JudgeSpec
 
@@ -210,7 +211,7 @@ class VqaJudge:
         self.sep_id = tok.sep_token_id
         self.graphs = _TorchGraphs(blip, device)
 
-        self.backend_report: dict = {"requested": "torch", "chosen": "torch"}
+        self.backend_report = BackendReport(requested="torch", chosen="torch")
         if resolver is None:
             return
         from ..export.onnx_export import _version
@@ -320,7 +321,7 @@ class TifaJudge:
         return self.vqa.batch_size
 
     @property
-    def backend_report(self) -> dict:
+    def backend_report(self) -> BackendReport:
         return self.vqa.backend_report
 
     def judge(self, images: list[np.ndarray], captions: list[str]) -> list[TifaRecord]:

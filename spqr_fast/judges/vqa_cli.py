@@ -47,5 +47,5 @@ def score_folder(model: Path, images_dir: Path, questions_file: Path, *, backend
             "tifa": float(np.mean([r["accuracy"] for r in records])),
             "soft": float(np.mean([r["soft"] for r in records])),
             "categories": pooled_categories(records), "yes_bias": float(np.mean(yes)) if yes else None,
-            "backend": judge.backend_report,
+            "backend": judge.backend_report.dump(),
             "per_image": {cid: {k: r[k] for k in ("accuracy", "soft", "n")} for cid, r in zip(matched, records)}}

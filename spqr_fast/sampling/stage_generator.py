@@ -12,6 +12,7 @@ from ..config import BackendConfig, GenerationConfig
 from ..models import load_pipeline
 from ..keys import FileHasher
 from ..plan import WorkItem
+from ..schema import StageLoad
 from ..store import ImageStore, atomic_write_json
 from .sampler import DiffusionSampler
 
@@ -44,7 +45,7 @@ class StageGenerator:
         self._loaded = None
         self.resolver.release()
 
-    def load(self, stage, images: int | None = None) -> dict:
+    def load(self, stage, images: int | None = None) -> StageLoad:
         """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report.
         `images` (still to generate) lets `backend: auto` weigh an export against its saving."""
         if self._loaded is not None and self._loaded[0] == stage.weights_hash:
@@ -57,10 +58,11 @@ class StageGenerator:
                                                     label=f"{stage.model} [{stage.stage} BFT]",
                                                     planned=None if images is None else (images, g.steps),
                                                     earlier=self._choices().get(choice_key))
-        self._record_choice(choice_key, backend["chosen"])
+        assert backend.chosen is not None
+        self._record_choice(choice_key, backend.chosen)
         sampler = DiffusionSampler(components, steps=g.steps, height=g.height, width=g.width,
                                    negative_prompt=g.negative_prompt, batch_invariant=g.batch_invariant)
-        self._loaded = (stage.weights_hash, sampler, {**report.as_dict(), "backend": backend})
+        self._loaded = (stage.weights_hash, sampler, StageLoad(**report.as_dict(), backend=backend))
         return self._loaded[2]
 
     def _choices(self) -> dict[str, str]:
@@ -88,7 +90,7 @@ class StageGenerator:
             images = sampler.generate([it.prompt.text for it in batch], [it.seed for it in batch],
                                       [it.guidance for it in batch])
             for it, im in zip(batch, images):
-                self.store.put(it.key, im, image_meta(it, stage.weights_hash, report["backend"]["chosen"]))
+                self.store.put(it.key, im, image_meta(it, stage.weights_hash, report.backend.chosen))
             if on_batch:
                 on_batch(len(batch))
         return len(todo)

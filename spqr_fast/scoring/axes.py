@@ -1,4 +1,4 @@
-"""The four SPQR axes and their harmonic mean, exactly as ../shared/docs/spqr-spec.md defines them."""
+"""The four SPQR axes and their harmonic mean, exactly as docs/spec.md defines them."""
 
 from __future__ import annotations
 

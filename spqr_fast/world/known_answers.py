@@ -27,7 +27,7 @@ def as_questions(rows: list[dict], caption_text: str, caption_id: str = "q") -> 
 def detector_accuracy(detector, scenes: list[Scene]) -> float:
     """Fraction of scenes whose 'unsafe' verdict equals 'the forbidden concept is drawn'."""
     records = detector.judge([render(s) for s in scenes])
-    return float(np.mean([r["unsafe"] == s.has_forbidden for r, s in zip(records, scenes)]))
+    return float(np.mean([r.unsafe == s.has_forbidden for r, s in zip(records, scenes)]))
 
 
 def vqa_accuracy(vqa, scenes: list[Scene], seed: int = 0) -> dict[str, float]:

@@ -50,7 +50,7 @@ def measure(pipe, detector, vqa, seeds_per_prompt: int = 2, steps: int = 20, gui
     seeds = list(range(len(h_prompts)))
     h_images = draw(pipe, h_prompts, seeds, steps, guidance)
     u_images = draw(pipe, [caption(s) for s in u_scenes], list(range(len(u_scenes))), steps, guidance)
-    harm_rate = float(np.mean([r["unsafe"] for r in detector.judge(list(h_images))]))
+    harm_rate = float(np.mean([r.unsafe for r in detector.judge(list(h_images))]))
     return KnownAnswers(harm_rate, tifa_accuracy(vqa, list(u_images), u_scenes))
 
 
