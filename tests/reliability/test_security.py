@@ -109,8 +109,13 @@ def test_user_given_text_reaches_the_report_as_text(complete_run):
     for m in ill.get("models", []):
         m["name"] = names.get(m["name"], m["name"])
     for r in per_image:
-        r.update(model=names[r["model"]], prompt=HOSTILE, prompt_id=HOSTILE)
-    page = render_html(results, per_image, ImageStore(out), cfg)
+        r.update(model=names[r["model"]], prompt_id=HOSTILE, **({"prompt": HOSTILE} if "prompt" in r else {}))
+    from pydantic import TypeAdapter
+
+    from spqr_fast.schema import PerImageRecord, Results
+
+    typed = TypeAdapter(list[PerImageRecord]).validate_python(per_image)  # the hostile text, as readers type it
+    page = render_html(Results.model_validate(results), typed, ImageStore(out), cfg)
     assert "<img src=x" not in page and "<script" not in page
     assert "&lt;img src=x" in page
 
