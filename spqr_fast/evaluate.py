@@ -56,6 +56,6 @@ class Evaluator:
     def context(self, executor: Executor, **options) -> RunContext:
         """The context every stage reads: this run's config, output folder, machine and executor."""
         return RunContext(cfg=self.cfg, out=self.out, images=ImageStore(self.out),
-                          hasher=FileHasher(self.out / ".cache" / "file-hashes.json"),
+                          hasher=FileHasher.for_folder(self.out),
                           device=pick_device(self.cfg.generation.device), threads=apply_threads(self.cfg.threads),
                           console=self.console, executor=executor, **options)

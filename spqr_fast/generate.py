@@ -27,14 +27,15 @@ def generate_images(src: ModelSource, prompts: list[Prompt], gen: GenerationConf
     out = Path(out)
     device = pick_device(gen.device)
     name = Path(src.path).name if src.path else "model"
-    stage = Stage(name, "before", source_hash(src, FileHasher(out / ".cache" / "file-hashes.json")), src)
+    hasher = FileHasher.for_folder(out)  # this command's one hasher
+    stage = Stage(name, "before", source_hash(src, hasher), src)
     items = build_plan([stage], {"prompts": prompts}, run_seed=seed, samples_per_prompt=gen.samples_per_prompt,
                        sampler_settings=sampler_settings(gen, backend.kind, device))
     store = ImageStore(out)
     todo = sum(not store.has(it.key) for it in items)
     chosen = "cached"
     if todo:
-        generator = StageGenerator(gen, backend, out, device, log=lambda m: console.print(escape(m)))
+        generator = StageGenerator(gen, backend, out, device, log=lambda m: console.print(escape(m)), hasher=hasher)
         chosen = generator.load(stage, todo).backend.chosen
         with make_progress(console) as progress:
             task = progress.add_task(f"generate [{chosen}]", total=len(items), completed=len(items) - todo, unit="img")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from .config import ModelSource
@@ -30,17 +31,40 @@ def stable_hash(obj: object, n: int = 24) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+MEMO = Path(".cache") / "file-hashes.jsonl"  # under an output folder: one memo per folder
+
+
 class FileHasher:
-    """sha256 of files, cached on disk by (path, size, mtime) so multi-GB checkpoints hash once."""
+    """sha256 of files, memoised on disk by (path, size, mtime) so multi-GB checkpoints hash once.
+
+    The memo is an append-only journal, one JSON line per entry: a new entry costs one short
+    append (work linear in the entries, not a rewrite of the whole memo per entry), and two runs
+    sharing it each append their own lines, so neither loses the other's. Reading takes the last
+    line per key; a line cut short by a kill is skipped. `for_folder` gives a run's hasher; one is
+    made per run (per process) and passed down."""
 
     def __init__(self, cache_file: Path | None = None):
         self.cache_file = cache_file
         self._cache: dict[str, str] = {}
+        self.appended_bytes = 0  # what this hasher wrote to its memo (the scale test reads it)
+        self._cut_short = False  # the memo ends inside a line (a kill mid-append): end it first
         if cache_file is not None and cache_file.is_file():
+            self._cache, self._cut_short = _read_journal(cache_file)
+
+    @classmethod
+    def for_folder(cls, out: Path) -> "FileHasher":
+        """The memoising hasher of an output folder (an older folder's whole-file memo,
+        `file-hashes.json`, is read too, so its files are not hashed again)."""
+        hasher = cls(Path(out) / MEMO)
+        legacy = Path(out) / ".cache" / "file-hashes.json"
+        if legacy.is_file():
             try:
-                self._cache = json.loads(cache_file.read_text())
-            except json.JSONDecodeError:
-                self._cache = {}
+                old = json.loads(legacy.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                old = {}
+            if isinstance(old, dict):
+                hasher._cache = {**{k: v for k, v in old.items() if isinstance(v, str)}, **hasher._cache}
+        return hasher
 
     def file(self, path: Path) -> str:
         from .store import file_sha256
@@ -65,12 +89,22 @@ class FileHasher:
         st = path.stat()
         tag = f"{prefix}{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
         if tag not in self._cache:
-            from .store import atomic_write_json
-
             self._cache[tag] = digest(path)
             if self.cache_file is not None:
-                atomic_write_json(self.cache_file, self._cache)
+                self._append(tag, self._cache[tag])
         return self._cache[tag]
+
+    def _append(self, tag: str, digest: str) -> None:
+        line = ("\n" if self._cut_short else "") + json.dumps([tag, digest]) + "\n"
+        self._cut_short = False
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        # O_APPEND: each write lands whole at the end, whoever else appends to the memo meanwhile
+        fd = os.open(self.cache_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # type: ignore[arg-type]
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        self.appended_bytes += len(line.encode())
 
     def tree(self, path: Path, suffixes: tuple[str, ...] | None = None) -> str:
         """Hash of a file, or of a folder's files (relative names + contents), optionally only
@@ -86,6 +120,25 @@ class FileHasher:
             h.update(str(f.relative_to(path)).encode())
             h.update(self.config(f, drop="origin").encode())
         return h.hexdigest()
+
+
+def _read_journal(path: Path) -> tuple[dict[str, str], bool]:
+    """(the memo's entries, whether it ends inside a line). The last line per key wins; unreadable
+    lines (a write cut short by a kill, a foreign line) are skipped — a memo entry missing only
+    means hashing that file again."""
+    entries: dict[str, str] = {}
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return entries, False
+    for line in data.splitlines():
+        try:
+            tag, digest = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(tag, str) and isinstance(digest, str):
+            entries[tag] = digest
+    return entries, bool(data) and not data.endswith(b"\n")
 
 
 def _json_config(path: Path) -> dict | None:

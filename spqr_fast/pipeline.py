@@ -94,8 +94,10 @@ def measure(ctx: RunContext, state: RunState) -> RunState:
 def score(ctx: RunContext, state: RunState) -> RunState:
     """Measurements → the leaderboard rows, their confidence, and the run's provenance."""
     from .results import assemble_results
+    from .runtime import blas_threads
 
-    return replace(state, results=assemble_results(ctx, state))
+    with blas_threads(ctx.threads.blas):
+        return replace(state, results=assemble_results(ctx, state))
 
 
 def report(ctx: RunContext, state: RunState) -> RunState:

@@ -12,7 +12,7 @@ from .schema import BackendReport, StageLoad
 
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu",
             "onnx", "nudenet", "opencv-python-headless", "numpy", "scipy", "safetensors", "pillow", "pydantic",
-            "click", "rich", "tensorrt", "ray")
+            "click", "rich", "threadpoolctl", "tensorrt", "ray")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -99,15 +99,30 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class Threads:
-    """The intra-op thread count of a run: `used` is passed to every ONNX Runtime session the run
-    opens; `record()` goes into results (CPU float kernels reduce in a thread-count-dependent order)."""
+    """The thread counts of a run: `used` (intra-op) is set for PyTorch and passed to every ONNX
+    Runtime session the run opens; `blas` is what numpy/scipy's BLAS may use while scoring (see
+    `blas_threads`); `record()` goes into results (CPU float kernels reduce in a
+    thread-count-dependent order)."""
 
     requested: int | None
     used: int
     available_cores: int
+    # The scoring bootstrap runs thousands of small BLAS calls (one Fréchet distance per model and
+    # replicate); a multi-threaded BLAS spends more on waking its threads than on the work, and
+    # more still on a busy machine (measured 25-50x slower, `bench --suite scale`).
+    blas: int = 1
 
     def record(self) -> dict:
-        return {"requested": self.requested, "used": self.used, "available_cores": self.available_cores}
+        return {"requested": self.requested, "used": self.used, "available_cores": self.available_cores,
+                "blas_while_scoring": self.blas}
+
+
+def blas_threads(n: int):
+    """A context in which the BLAS under numpy/scipy uses `n` threads (threadpoolctl), restored on
+    exit: the one setting of theirs that spqr-fast makes, made where it matters and undone after."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def apply_threads(requested: int | None) -> Threads:

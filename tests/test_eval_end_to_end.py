@@ -66,6 +66,7 @@ def test_eval_writes_every_output_with_provenance(small_config, tmp_path):
     assert "miniature world" in html and "<svg" in html and "data:image/png;base64," in html
     assert html.count("<svg") == 2 and "Harmfulness before and after benign fine-tuning" in html
     assert "<table class='samples'>" in html and "uce<br><small>after BFT</small>" in html  # models side by side
+    assert "Showing the first 2 of 4 (prompt, sample) pairs in plan order" in html  # the grids say how they chose
     assert results["fid_features"] == "features of fid-features.onnx" and "FD (features of fid-features.onnx)" in html
     assert "<br><small>[" in html  # intervals written out, not only on hover
     # per model: harmful before + after, CLIP on utility before, VQA on utility before + after

@@ -18,7 +18,8 @@ def test_threads_reach_torch_and_are_passed_to_onnx_runtime():
     environ = dict(os.environ)
     try:
         threads = apply_threads(1)
-        assert threads.record() == {"requested": 1, "used": 1, "available_cores": available_cores()}
+        assert threads.record() == {"requested": 1, "used": 1, "available_cores": available_cores(),
+                                    "blas_while_scoring": 1}
         assert torch.get_num_threads() == 1
         assert dict(os.environ) == environ  # nothing travels through the process environment
         assert session_options(threads.used).intra_op_num_threads == 1
@@ -34,3 +35,18 @@ def test_threads_reach_torch_and_are_passed_to_onnx_runtime():
 def test_memory_snapshot_reports_resident_and_peak():
     snap = memory_snapshot()
     assert 0 < snap["rss_gib"] <= snap["peak_rss_gib"]
+
+
+def test_blas_threads_are_set_while_scoring_and_restored_after():
+    import numpy as np  # noqa: F401  (loads the BLAS threadpoolctl reports on)
+    from threadpoolctl import threadpool_info
+
+    from spqr_fast.runtime import blas_threads
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas()
+    with blas_threads(1):
+        assert blas() == {1}
+    assert blas() == before

@@ -15,9 +15,13 @@ from .common import friendly_errors, load_average, print_table, stderr_console, 
 @click.option("--preset", type=click.Choice(["tiny", "sd15", "blip-base"]), default="tiny", show_default=True,
               help="tiny: the demo models; sd15: Stable Diffusion 1.5's architecture (backends, finetune); "
                    "blip-base: BLIP-VQA base (vqa) — built from configs with random weights")
-@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa", "gpu"]), default="backends", show_default=True,
+@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa", "gpu", "scale"]), default="backends",
+              show_default=True,
               help="gpu: the whole GPU proof (generation backends, parity, batching, BFT, judges, paper-scale "
-                   "projection) on a CUDA machine")
+                   "projection) on a CUDA machine; scale: the evaluator's own work around the networks at growing "
+                   "sizes (no network runs)")
+@click.option("--images", "scale_images", type=click.IntRange(min=10), multiple=True,
+              help="scale suite: images per size (repeat; default 1000, 10000, 100000)")
 @click.option("--backends", default="torch,ort,ort-plain", show_default=True,
               help="backends suite: torch,ort[,ort-plain][,tensorrt] (ort = fused attention)")
 @click.option("--reps", type=int, default=None, help="timed UNet steps per backend (default: tiny 20, sd15 3)")
@@ -30,11 +34,13 @@ from .common import friendly_errors, load_average, print_table, stderr_console, 
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="gpu suite: also write gpu-bench.json and gpu-bench.md here")
+              help="gpu suite: also write gpu-bench.json and gpu-bench.md here; scale suite: its work folder "
+                   "(default: a temporary one, removed after)")
 @threads_option
 @friendly_errors
-def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_steps: int, profiles: str, steps, batch,
-              latent, device: str, as_json: bool, out_dir: Path | None, threads: int | None) -> None:
+def bench_cmd(preset: str, suite: str, scale_images: tuple[int, ...], backends: str, reps, e2e_images,
+              e2e_steps: int, profiles: str, steps, batch, latent, device: str, as_json: bool, out_dir: Path | None,
+              threads: int | None) -> None:
     """Measure side by side in one run: UNet step latency and images/s per backend (backends), or
     BFT steps/s and peak memory per profile (finetune)."""
     from ..models import pick_device
@@ -50,6 +56,9 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
         stderr_console().print(f"[yellow]warning[/]: the machine is busy (1-minute load {env['load_average']:.1f} on "
                          f"{thread_settings.available_cores} cores): timings will be slow and noisy — "
                          "measure on an idle machine")
+    if suite == "scale":
+        _bench_scale(list(scale_images) or [1000, 10000, 100000], out_dir, as_json, env)
+        return
     if (preset == "blip-base") != (suite == "vqa" and preset != "tiny"):
         raise SpqrError(f"--preset {preset} does not apply to --suite {suite} (vqa: tiny|blip-base; others: tiny|sd15)")
     if suite == "vqa":
@@ -109,6 +118,26 @@ def bench_cmd(preset: str, suite: str, backends: str, reps, e2e_images, e2e_step
                   [r["profile"], f"{r['trainable_params']:,}", str(r["batch"]), str(r["latent"]),
                    f"{r['seconds_per_step']:.3f}", f"{r['steps_per_s']:.2f}", f"{r['peak_rss_mib']:.0f}",
                    f"{r['rss_after_load_mib']:.0f}"] for r in rows])
+
+
+def _bench_scale(sizes: list[int], out_dir: Path | None, as_json: bool, env: dict) -> None:
+    import tempfile
+
+    from ..bench.scale_bench import run_scale_bench
+
+    with tempfile.TemporaryDirectory(prefix="spqr-scale-") as tmp:
+        result = run_scale_bench(sizes, out_dir or Path(tmp), compare_blas=True, console=stderr_console())
+    if as_json:
+        click.echo(json.dumps({"suite": "scale", "machine": env, **result}, indent=1))
+        return
+    phases = list(result["rows"][0]["seconds"])
+    print_table(f"the evaluator's own work (no networks), {result['models']} models before/after BFT, "
+                f"{result['feature_dim']}-d features, bootstrap {result['n_boot']}/{result['n_boot_fid']} — "
+                f"{env['platform']}",
+                ("images", *phases, "ms/image", "score, BLAS default", "peak RSS GiB", "report.html KiB"),
+                [[f"{r['images']:,}", *(f"{r['seconds'][p]:.2f}" for p in phases), f"{r['ms_per_image']:.2f}",
+                  f"{r['score_seconds_blas_default']:.2f}", f"{r['peak_rss_gib']:.2f}",
+                  f"{r['report_html_bytes'] / 1024:.0f}"] for r in result["rows"]])
 
 
 def _bench_gpu(preset: str, reps: int | None, as_json: bool, out_dir: Path | None) -> None:

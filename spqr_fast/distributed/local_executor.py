@@ -27,7 +27,8 @@ class LocalExecutor:
         from ..sampling.stage_generator import StageGenerator
 
         generator = StageGenerator(ctx.cfg.generation, ctx.cfg.backend, ctx.out, ctx.device,
-                                   log=lambda m: ctx.console.print(escape(m)), threads=ctx.threads.used)
+                                   log=lambda m: ctx.console.print(escape(m)), threads=ctx.threads.used,
+                                   hasher=ctx.hasher)
         by_stage = group_by_stage(items)
         load_reports = {}
         with make_progress(ctx.console) as progress:

@@ -40,6 +40,7 @@ class _Worker:
         import torch
 
         from ..config import parse_config
+        from ..keys import FileHasher
         from ..runtime import prepare_runtime
         from ..sampling.stage_generator import StageGenerator
 
@@ -49,8 +50,9 @@ class _Worker:
         torch.set_num_threads(threads)
         self.cfg = parse_config(json.loads(cfg_json), "the Ray driver's config")  # checked as the driver's was
         self.out, self.device, self.threads = Path(out), device, threads
+        self.hasher = FileHasher.for_folder(self.out)  # this process's one hasher (appends to the shared memo)
         self.generator = StageGenerator(self.cfg.generation, self.cfg.backend, self.out, device, log=lambda m: None,
-                                        threads=threads)
+                                        threads=threads, hasher=self.hasher)
 
     def generate(self, stage: Stage, items: list[WorkItem]) -> StageLoad:
         report = self.generator.load(stage)
@@ -62,12 +64,10 @@ class _Worker:
         from rich.console import Console
 
         from ..judging import JudgeRunner
-        from ..keys import FileHasher
         from ..store import ImageStore
 
         self.generator.release()  # the pipeline's memory goes back before the judges load
-        runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), FileHasher(self.out / ".cache" / "file-hashes.json"),
-                             self.device, Console(file=io.StringIO()), ort_threads=self.threads)
+        runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), self.hasher, self.device, Console(file=io.StringIO()), ort_threads=self.threads)
         judged = runner.run(items, ref_paths)
         return judged.identities, judged.backends
 

@@ -86,15 +86,20 @@ def _sample_grids(per_image: list[PerImageRecord], images, cfg) -> str:
             continue
         shown, seen = [], set()
         for (m, s, p, pid, idx), r in records.items():
-            if p == pset and (pid, idx) not in seen and len(shown) < n:
+            if p == pset and (pid, idx) not in seen:
                 seen.add((pid, idx))
-                shown.append((pid, idx, r.prompt))
+                if len(shown) < n:
+                    shown.append((pid, idx, r.prompt))
         head = "".join(f"<th>{html.escape(m)}<br><small>{s} BFT</small></th>" for m, s in columns)
         body = "".join(
             f"<tr><td class='prompt'><b>{html.escape(pid)}</b> #{idx}<br>{html.escape(text)}</td>"
             + "".join(_sample_cell(records.get((m, s, pset, pid, idx)), images, cfg.report.blur_unsafe) for m, s in columns)
             + "</tr>" for pid, idx, text in shown)
-        out.append(f"<h3>{label}</h3><table class='samples'><tr><th>prompt</th>{head}</tr>{body}</table>")
+        chosen = (f"all {len(seen)} (prompt, sample) pairs" if len(shown) == len(seen) else
+                  f"the first {len(shown)} of {len(seen)} (prompt, sample) pairs in plan order "
+                  "(report.samples_per_model sets how many; every image is in per_image.jsonl)")
+        out.append(f"<h3>{label}</h3><p class='note'>Showing {chosen}.</p>"
+                   f"<table class='samples'><tr><th>prompt</th>{head}</tr>{body}</table>")
     return "".join(out)
 
 

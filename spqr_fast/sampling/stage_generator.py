@@ -28,14 +28,15 @@ def image_meta(it: WorkItem, weights_hash: str, backend: str) -> dict:
 
 class StageGenerator:
     def __init__(self, generation: GenerationConfig, backend: BackendConfig, out: Path, device: str,
-                 log: Callable[[str], None] = print, threads: int | None = None):
-        """`threads`: intra-op threads of its ONNX Runtime sessions (None: ORT's own)."""
+                 log: Callable[[str], None] = print, threads: int | None = None, hasher: FileHasher | None = None):
+        """`threads`: intra-op threads of its ONNX Runtime sessions (None: ORT's own); `hasher`: the
+        run's (default: the output folder's memo)."""
         from ..backends.resolve import BackendResolver
 
         self.generation, self.backend = generation, backend
         self.device = device
         self.store = ImageStore(out)
-        self.hasher = FileHasher(Path(out) / ".cache" / "file-hashes.json")
+        self.hasher = hasher or FileHasher.for_folder(Path(out))
         self.choices_file = Path(out) / ".cache" / "backend-choices.json"
         self.resolver = BackendResolver(backend, self.hasher, log=log, threads=threads)
         self._loaded: tuple[str, DiffusionSampler, dict] | None = None  # (weights hash, sampler, report)
