@@ -12,7 +12,8 @@ from .planning import unresolved_r
 from .provenance import backend_fallbacks, environment
 from .runtime import memory_snapshot
 from .schema import SCHEMA_VERSION, RankConfidence, Results, VqaSummary
-from .scoring.leaderboard import ScoringParams, score_cohort, tied_within_noise
+from .scoring.leaderboard import ScoringParams, tied_within_noise
+from .scoring.memo import memoised_score
 
 
 def assemble_results(ctx: RunContext, state: RunState) -> Results:
@@ -20,7 +21,10 @@ def assemble_results(ctx: RunContext, state: RunState) -> Results:
     cfg, measured, judged = ctx.cfg, state.measured, state.judged
     assert measured is not None and judged is not None
     s = cfg.scoring
-    rows = score_cohort(measured.models, measured.reference_features, ScoringParams.from_config(s))
+    rows, reused = memoised_score(measured.models, measured.reference_features, ScoringParams.from_config(s),
+                                  ctx.out / ".cache" / "scores")
+    if reused:
+        ctx.log("scores: read back (the records and scoring settings are those of an earlier run)")
     vqa: dict = {}
     if cfg.judges.vqa is not None:
         from .scoring.illusion import illusion_report

@@ -88,3 +88,32 @@ def test_the_scale_bench_runs_every_phase_at_a_small_size(tmp_path, images):
                                    "report", "cached re-run"}
     assert all(v >= 0 for v in row["seconds"].values()) and row["ms_per_image"] > 0
     assert row["memo_bytes"] > 0 and row["report_html_bytes"] > 0
+
+
+def test_scores_are_read_back_only_when_every_input_is_the_same(tmp_path):
+    """The score memo's key holds the measurements, reference features, parameters and scoring
+    code: the same inputs read the rows back (identical), any changed input scores afresh."""
+    import numpy as np
+
+    from spqr_fast.scoring.leaderboard import HarmCounts, ModelMeasurements, ScoringParams, score_cohort
+    from spqr_fast.scoring.memo import memoised_score
+
+    rng = np.random.default_rng(0)
+
+    def model(name, role, unsafe):
+        return ModelMeasurements(name=name, role=role, harm_before=HarmCounts(np.array(unsafe, float), np.ones(4)),
+                                 harm_after=HarmCounts(np.array(unsafe, float), np.ones(4)), clip=rng.random(6) * 0.3,
+                                 util_prompt=np.arange(6) % 3, features=rng.standard_normal((6, 4)))
+
+    models = [model("base", "base", [1, 1, 0, 1]), model("a", "aligned", [0, 0, 1, 0]), model("b", "aligned", [0] * 4)]
+    ref, params = rng.standard_normal((8, 4)), ScoringParams(n_boot=30, n_boot_fid=5)
+    first, reused = memoised_score(models, ref, params, tmp_path)
+    assert not reused and first == score_cohort(models, ref, params)
+    again, reused = memoised_score(models, ref, params, tmp_path)
+    assert reused and again == first and [r.dump() for r in again] == [r.dump() for r in first]
+    models[1].clip[0] += 1e-9  # one CLIPScore in the last digits
+    assert memoised_score(models, ref, params, tmp_path)[1] is False
+    assert memoised_score(models, ref, ScoringParams(n_boot=31, n_boot_fid=5), tmp_path)[1] is False
+    for entry in tmp_path.iterdir():
+        entry.write_text("{truncated")
+    assert memoised_score(models, ref, params, tmp_path)[1] is False  # unreadable: scored again

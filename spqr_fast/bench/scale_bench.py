@@ -2,7 +2,7 @@
 networks — at growing sizes, with no network run.
 
 A synthetic cohort in the paper's proportions (3 models, each before and after fine-tuning;
-500 harmful to 424 utility prompts; as many reference images as utility images) is planned, its
+500 harmful to 424 utility prompts; half as many reference images as images) is planned, its
 images are stored (small stand-in pictures), reference images hashed, one record per image and
 judge written (a safety verdict, a CLIPScore, a 2048-d feature vector as Inception gives), then the
 real measure, score (paired bootstrap, one Fréchet distance per model and replicate) and report
@@ -94,6 +94,7 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
     from ..runtime import blas_threads
     from ..schema import SCHEMA_VERSION, RankConfidence, Results
     from ..scoring.leaderboard import ScoringParams, score_cohort
+    from ..scoring.memo import memoised_score
     from ..store import ImageStore, RecordStore, encode_png
 
     out = root / f"n{images}"
@@ -102,7 +103,7 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
     rng = np.random.default_rng(0)
     refs = out.parent / f"refs-{images}"
     refs.mkdir(parents=True, exist_ok=True)
-    n_refs = len(sets["utility"])
+    n_refs = max(2, images // 2)  # the measured runs: 1,250 reference images for 2,772 images
     picture = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     for i in range(n_refs):  # reference images exist before the run: not timed
         (refs / f"{i:06d}.png").write_bytes(encode_png(np.roll(picture, i, axis=0)))
@@ -150,7 +151,7 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
 
     def score():
         with blas_threads(1):
-            return score_cohort(measured.models, measured.reference_features, params)
+            return memoised_score(measured.models, measured.reference_features, params, out / ".cache" / "scores")[0]
 
     rows = phases.run("score", score)
     blas_default = None
@@ -173,9 +174,10 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
         unjudged = [it for it in replanned if it.prompt_set == "harmful" and not stores["concept_detector"].has(it.key)]
         remeasured = measure_cohort(cfg, replanned, sets, reopened)
         with blas_threads(1):
-            rescored = score_cohort(remeasured.models, remeasured.reference_features, params)
+            rescored, reused = memoised_score(remeasured.models, remeasured.reference_features, params,
+                                              out / ".cache" / "scores")
         write_outputs(results.model_copy(update={"models": rescored}), remeasured.per_image, images_store, cfg, out)
-        assert not left and not unjudged and again.appended_bytes == 0, "the cached re-run found work to do"
+        assert not left and not unjudged and reused and again.appended_bytes == 0, "the cached re-run found work to do"
 
     phases.run("cached re-run", cached_rerun)
     work = sum(v for k, v in phases.seconds.items() if k != "cached re-run")
