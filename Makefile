@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/spqr-fast bench --suite finetune --preset sd15 --latent 32
 	$(BIN)/spqr-fast bench --suite vqa --preset tiny
 	$(BIN)/spqr-fast bench --suite vqa --preset blip-base
+	$(BIN)/spqr-fast bench --suite scale --images 1000 --images 10000
 
 # The GPU proof on a CUDA machine (SD 1.5 architecture, 512², 50 steps, fp16): tables into bench-gpu/.
 bench-gpu: $(STAMP)

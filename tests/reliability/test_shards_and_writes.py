@@ -142,20 +142,17 @@ def test_a_full_disk_while_judging_is_named_as_the_disk_not_the_judge(complete_r
     exception type) is not reported as 'fix the judge': the CLI names the disk."""
     import errno
 
-    from rich.progress import Progress
-
     from rich.console import Console
 
     from spqr_fast.errors import JudgeError, as_disk_error
     from spqr_fast.judging import JudgeRunner
     from spqr_fast.keys import FileHasher
-    from spqr_fast.store import ImageStore, RecordStore
+    from spqr_fast.store import ImageStore
 
     config, _ = complete_run
     out = tmp_path / "out"
     out.mkdir()
     runner = JudgeRunner(load_config(config), out, ImageStore(out), FileHasher(None), "cpu", Console(stderr=True))
-    store = RecordStore(out, "judge")
 
     class Judge:
         batch_size = 2
