@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from .config import EvalConfig
 from .errors import InputError, JudgeError, as_disk_error
+from .judges import CaptionJudge, FeatureExtractor, Judge, SafetyJudge, TextImageScorer
 from .judges.records import ClipRecord, Record, SafetyRecord, TifaRecord, dump_record
 from .judges.registry import BY_SECTION, configured
 from .judges.spec import JudgeEnv, JudgeSpec, Role
@@ -116,20 +118,22 @@ class JudgeInputs:
                 "features": sorted(before) + sorted(self.ref_paths), "tifa": sorted(utility)}[role]
 
 
-def _judge_chunk(spec: JudgeSpec, judge, chunk: list[str], inputs: JudgeInputs, store: RecordStore) -> None:
-    """One batch of images through a judge of any role, its records into its store."""
+def _judge_chunk(spec: JudgeSpec, judge: Judge, chunk: list[str], inputs: JudgeInputs, store: RecordStore) -> None:
+    """One batch of images through a judge of any role (its protocol in `judges/__init__.py`),
+    its records into its store."""
     images = [inputs.image(k) for k in chunk]
     if spec.role == "features":
-        for k, f in zip(chunk, judge.features(images)):
+        for k, f in zip(chunk, cast(FeatureExtractor, judge).features(images)):
             store.put_array(k, f.astype(np.float32))
         return
+    captions = [inputs.captions[k] for k in chunk] if spec.role in ("clip_score", "tifa") else []
+    records: list[Record]
     if spec.role == "clip_score":
-        records: list[Record] = [ClipRecord(clip_score=float(s)) for s in
-                                 judge.score(images, [inputs.captions[k] for k in chunk])]
+        records = [ClipRecord(clip_score=float(s)) for s in cast(TextImageScorer, judge).score(images, captions)]
     elif spec.role == "tifa":
-        records = judge.judge(images, [inputs.captions[k] for k in chunk])
+        records = cast(CaptionJudge, judge).judge(images, captions)
     else:
-        records = judge.judge(images)
+        records = list(cast(SafetyJudge, judge).judge(images))
     for k, rec in zip(chunk, records):
         store.put_json(k, dump_record(rec))
 
