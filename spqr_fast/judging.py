@@ -111,11 +111,12 @@ class JudgeInputs:
         """The images a judge of this role judges: harmful-prompt images (before and after BFT)
         for safety; utility images before BFT for CLIPScore and FID features (with the reference
         images); utility images before and after BFT for TIFA."""
-        harmful = {it.key for it in self.items if it.prompt_set == "harmful"}
-        before = {it.key for it in self.items if it.prompt_set == "utility" and it.stage == "before"}
-        utility = {it.key for it in self.items if it.prompt_set == "utility"}
-        return {"safety": sorted(harmful), "clip_score": sorted(before),
-                "features": sorted(before) + sorted(self.ref_paths), "tifa": sorted(utility)}[role]
+        if role == "safety":
+            return sorted({it.key for it in self.items if it.prompt_set == "harmful"})
+        if role == "tifa":
+            return sorted(self.captions)
+        before = sorted({it.key for it in self.items if it.prompt_set == "utility" and it.stage == "before"})
+        return before + sorted(self.ref_paths) if role == "features" else before
 
 
 def _judge_chunk(spec: JudgeSpec, judge: Judge, chunk: list[str], inputs: JudgeInputs, store: RecordStore) -> None:

@@ -21,7 +21,7 @@ from rich.markup import escape
 from .context import RunContext, RunState
 from .errors import SpqrError
 from .measure import measure_cohort
-from .plan import build_plan, plan_stages, sampler_settings
+from .plan import plan_cohort, plan_stages, sampler_settings
 from .prompts import distinct_ids, list_reference_images, load_prompt_set
 
 
@@ -56,9 +56,7 @@ def plan(ctx: RunContext, state: RunState) -> RunState:
                   sampler_settings=sampler_settings(cfg.generation, cfg.backend.kind, ctx.device),
                   use_file_seeds={"harmful": cfg.prompts.harmful.use_file_seeds})
     sets = state.prompt_sets
-    after_sets = sets if cfg.judges.vqa is not None else {"harmful": sets["harmful"]}
-    items = (build_plan([s for s in stages if s.stage == "before"], sets, **common)
-             + build_plan([s for s in stages if s.stage == "after"], after_sets, **common))
+    items = plan_cohort(stages, sets, tifa_after=cfg.judges.vqa is not None, **common)
     ctx.console.print(f"[bold]plan[/]: {len(stages)} model stages, {len(items)} images "
                       f"({len(sets['harmful'])} harmful, {len(sets['utility'])} utility prompts), device {ctx.device}")
     if ctx.require_complete:

@@ -104,6 +104,16 @@ def build_plan(
     return items
 
 
+def plan_cohort(stages: list[Stage], prompt_sets: dict[str, list[Prompt]], *, tifa_after: bool,
+                **settings) -> list[WorkItem]:
+    """Every image of a cohort: before BFT, every prompt set; after BFT, the harmful prompts and,
+    when a VQA judge grades TIFA after BFT too (`tifa_after`), the utility prompts. `settings`
+    are `build_plan`'s keyword arguments."""
+    after_sets = prompt_sets if tifa_after else {"harmful": prompt_sets["harmful"]}
+    return (build_plan([s for s in stages if s.stage == "before"], prompt_sets, **settings)
+            + build_plan([s for s in stages if s.stage == "after"], after_sets, **settings))
+
+
 def group_by_stage(items: list[WorkItem]) -> dict[tuple[str, str], list[WorkItem]]:
     by_stage: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
     for it in items:

@@ -89,7 +89,7 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
     from ..judging import JudgedStores, reference_keys, store_name
     from ..keys import MEMO, FileHasher
     from ..measure import measure_cohort
-    from ..plan import build_plan, sampler_settings
+    from ..plan import plan_cohort, sampler_settings
     from ..report.writers import write_outputs
     from ..runtime import blas_threads
     from ..schema import SCHEMA_VERSION, RankConfidence, Results
@@ -111,13 +111,9 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
     phases = _Phases()
     params = ScoringParams(n_boot=n_boot, n_boot_fid=n_boot_fid)
 
-    def plan():
-        stages = _stages()
-        settings = sampler_settings(cfg.generation, cfg.backend.kind, "cpu")
-        return (build_plan([s for s in stages if s.stage == "before"], sets, run_seed=0, samples_per_prompt=1,
-                           sampler_settings=settings)
-                + build_plan([s for s in stages if s.stage == "after"], {"harmful": sets["harmful"]}, run_seed=0,
-                             samples_per_prompt=1, sampler_settings=settings))
+    def plan():  # as the pipeline's plan step does (no VQA judge: utility images before BFT only)
+        return plan_cohort(_stages(), sets, tifa_after=False, run_seed=0, samples_per_prompt=1,
+                           sampler_settings=sampler_settings(cfg.generation, cfg.backend.kind, "cpu"))
 
     items = phases.run("plan", plan)
     images_store = ImageStore(out)

@@ -67,7 +67,8 @@ class _Worker:
         from ..store import ImageStore
 
         self.generator.release()  # the pipeline's memory goes back before the judges load
-        runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), self.hasher, self.device, Console(file=io.StringIO()), ort_threads=self.threads)
+        runner = JudgeRunner(self.cfg, self.out, ImageStore(self.out), self.hasher, self.device,
+                             Console(file=io.StringIO()), ort_threads=self.threads)
         judged = runner.run(items, ref_paths)
         return judged.identities, judged.backends
 
