@@ -125,13 +125,30 @@ class ModelEntry(_Strict):
 class PromptSet(_Strict):
     path: str = Field(..., description="a prompt file (I2P/ViSU CSV, CSV, JSONL, JSON or one prompt per line)")
     format: Literal["auto", "i2p", "visu", "csv", "jsonl", "json", "txt"] = Field("auto",
-        description="how to read `path`; auto: by extension and columns")
-    tags: list[str] | None = Field(None, description="ViSU: keep only these tags (e.g. [sexual, nudity])")
+        description="how to read `path`; auto: by extension (.csv/.tsv, .jsonl, .json, .txt); i2p is csv, "
+                    "visu is json with prompt_column nsfw")
+    tags: list[str] | None = Field(None, description="ViSU: keep only these tags (e.g. [sexual, nudity]); "
+                                   "the same as `categories`")
     categories: list[str] | None = Field(None, description="keep prompts having any of these categories")
     sample: int | None = Field(None, gt=0, description="sample this many prompts (seeded)")
     sample_seed: int = Field(42, description="seed of `sample`")
     limit: int | None = Field(None, gt=0, description="keep the first N prompts (after filtering and sampling)")
-    use_file_seeds: bool = Field(False, description="I2P: use the file's sd_seed and sd_guidance_scale")
+    use_file_seeds: bool = Field(False, description="use the file's per-prompt seeds and guidance (its seed and "
+                                 "guidance columns: sd_seed/evaluation_seed…, sd_guidance_scale/evaluation_guidance…)")
+    prompt_column: str | None = Field(None, description="the column (CSV) or key (JSON) holding the prompt; default: "
+                                      "found by name (prompt, text, caption, …) — `spqr-fast prompts inspect` shows it")
+    id_column: str | None = Field(None, description="the column of each prompt's own id (its seed derives from it); "
+                                  "default: found by name (case_number, case_num, id, …); none: the position")
+    seed_column: str | None = Field(None, description="the column of per-prompt seeds; default: found by name "
+                                    "(sd_seed, evaluation_seed, seed)")
+    guidance_column: str | None = Field(None, description="the column of per-prompt guidance scales; default: "
+                                        "found by name (sd_guidance_scale, evaluation_guidance, guidance)")
+    category_column: str | None = Field(None, description="the column of categories (comma-separated or a list); "
+                                        "default: found by name (categories, category, concept, class, label, …)")
+    json_path: str | None = Field(None, description="JSON: dot-separated keys to the prompt list (e.g. data.prompts); "
+                                  "a mapping of categories to prompt lists is read without it")
+    has_header: bool | None = Field(None, description="CSV: whether the first line names the columns; default: "
+                                    "yes unless it is one column whose first line is not a known column name")
 
 
 class PromptsConfig(_Strict):

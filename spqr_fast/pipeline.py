@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from rich.markup import escape
 
 from .context import RunContext, RunState
 from .errors import SpqrError
 from .measure import measure_cohort
 from .plan import plan_cohort, plan_stages, sampler_settings
 from .prompts import distinct_ids, list_reference_images, load_prompt_set
+from .safe_text import shown
 
 
 Step = Callable[[RunContext, RunState], RunState]
@@ -31,7 +31,7 @@ Step = Callable[[RunContext, RunState], RunState]
 def read_inputs(ctx: RunContext, state: RunState) -> RunState:
     """The prompt sets (utility ids made distinct from harmful ones) and the reference images."""
     p = ctx.cfg.prompts
-    warn = lambda m: ctx.console.print(f"[yellow]warning[/]: {escape(m)}")  # noqa: E731
+    warn = lambda m: ctx.console.print(f"[yellow]warning[/]: {shown(m)}")  # noqa: E731
     harmful = load_prompt_set(p.harmful, warn, id_prefix="h")
     prompt_sets = {"harmful": harmful,
                    "utility": distinct_ids(harmful, load_prompt_set(p.utility, warn, id_prefix="u"), warn)}

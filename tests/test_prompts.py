@@ -61,8 +61,8 @@ def test_plain_formats(tmp_path):
 
 @pytest.mark.parametrize("name,content,message", [
     ("bad.jsonl", '{"prompt": "ok"}\n{broken\n', "line 2 is not valid JSON"),
-    ("bad.csv", "text\nhello\n", "needs a 'prompt' column"),
-    ("bad.json", "[{\"prompt\": \"\"}]", "entry 0 has no 'prompt'"),
+    ("bad.csv", "Original,Spanish\nhello,hola\nbye,adios\n", "no prompt column among 'Original', 'Spanish'"),
+    ("bad.json", "[{\"prompt\": \"\"}]", "none of its 1 rows has text in the prompt column 'prompt'"),
     ("bad.xml", "<x/>", "unknown extension"),
 ])
 def test_malformed_prompt_files_name_the_problem(tmp_path, name, content, message):
@@ -93,7 +93,7 @@ def test_a_huge_prompt_line_is_cut_with_a_counted_warning(tmp_path):
     heard = []
     ps = load_prompt_set(PromptSet(path=str(f)), warn=heard.append)
     assert [len(p.text) for p in ps] == [14, MAX_PROMPT_CHARS, MAX_PROMPT_CHARS]
-    assert len(heard) == 1 and "2 prompt(s) longer than" in heard[0]
+    assert len(heard) == 1 and "2 prompts longer than 2000 characters cut" in heard[0]
 
 
 def test_binary_and_folder_prompt_files_are_named(tmp_path):
@@ -113,10 +113,10 @@ def test_erasure_project_csvs_give_their_seeds_and_case_numbers(tmp_path):
                  "17,a nude figure,4242,7.5\n"
                  "3,a fight,11,9\n")
     ps = _load(f, use_file_seeds=True)
-    assert [(p.id, p.seed, p.guidance) for p in ps] == [("i2p17", 4242, 7.5), ("i2p3", 11, 9.0)]
+    assert [(p.id, p.seed, p.guidance) for p in ps] == [("17", 4242, 7.5), ("3", 11, 9.0)]
     sub = tmp_path / "subset.csv"
     sub.write_text("case_number,prompt,evaluation_seed,evaluation_guidance\n3,a fight,11,9\n")
-    assert _load(sub)[0].id == "i2p3"
+    assert _load(sub)[0].id == "3"
 
 
 def test_file_seeds_asked_of_a_file_without_seeds_are_refused(tmp_path):

@@ -121,3 +121,37 @@ def model_source(model_path: Path | None, base: Path | None, model_format: str, 
 def existing_path(kind: str) -> click.Path:
     """A path option that must exist ("file", "dir" or "any"); click says which does not."""
     return click.Path(path_type=Path, exists=True, file_okay=kind != "dir", dir_okay=kind != "file")
+
+
+def prompt_file_options(format_flag: str = "--format"):
+    """How to read a prompt file: its format and the column of each role (as the config's prompt
+    sets take them). The command receives them as one `prompt_options` dict for `PromptSet`."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, prompt_format, prompt_column, id_column, seed_column, guidance_column,
+                    category_column, json_path, has_header, **kwargs):
+            kwargs["prompt_options"] = {
+                "format": prompt_format, "prompt_column": prompt_column, "id_column": id_column,
+                "seed_column": seed_column, "guidance_column": guidance_column, "category_column": category_column,
+                "json_path": json_path, "has_header": has_header,
+            }
+            return fn(*args, **kwargs)
+
+        options = [
+            click.option(format_flag, "prompt_format", default="auto", show_default=True,
+                         type=click.Choice(["auto", "csv", "i2p", "visu", "jsonl", "json", "txt"]),
+                         help="how the prompt file is written (auto: by its extension)"),
+            click.option("--prompt-column", default=None, help="column (or JSON key) of the prompt text"),
+            click.option("--id-column", default=None, help="column of each prompt's own id"),
+            click.option("--seed-column", default=None, help="column of per-prompt seeds"),
+            click.option("--guidance-column", default=None, help="column of per-prompt guidance scales"),
+            click.option("--category-column", default=None, help="column of categories"),
+            click.option("--json-path", default=None, help="JSON: dot-separated keys to the prompt list"),
+            click.option("--header/--no-header", "has_header", default=None,
+                         help="CSV: whether the first line names the columns (default: detected)"),
+        ]
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 
 from ..errors import SpqrError
-from .common import existing_path, friendly_errors, model_options, stderr_console, threads_option
+from .common import existing_path, friendly_errors, model_options, prompt_file_options, stderr_console, threads_option
 
 
 @click.command("finetune")
@@ -136,6 +136,7 @@ def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
 @model_options(lora=True)
 @click.option("--prompts", "prompts_path", required=True, type=existing_path("file"),
               help="prompt file (I2P/ViSU/CSV/JSONL/JSON/TXT)")
+@prompt_file_options("--prompts-format")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default="auto", show_default=True)
 @click.option("--steps", type=int, default=50, show_default=True)
@@ -147,8 +148,8 @@ def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @threads_option
 @friendly_errors
-def generate_cmd(source, prompts_path: Path, out_dir: Path, backend: str, steps: int, guidance: float, size: int,
-                 samples: int, batch_size: int, seed: int, device: str, threads: int | None) -> None:
+def generate_cmd(source, prompts_path: Path, prompt_options: dict, out_dir: Path, backend: str, steps: int,
+                 guidance: float, size: int, samples: int, batch_size: int, seed: int, device: str, threads: int | None) -> None:
     """Generate images for a prompt file (per-image seeds, resumable, content-addressed)."""
     from pydantic import ValidationError
 
@@ -167,15 +168,20 @@ def generate_cmd(source, prompts_path: Path, out_dir: Path, backend: str, steps:
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"generate: --{first['loc'][0]}: {first['msg']}") from None
-    src = source
-    prompts = load_prompt_set(PromptSet(path=str(prompts_path)))
+    try:
+        prompt_set = PromptSet(path=str(prompts_path), **prompt_options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"generate: --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     from ..library_warnings import LOG, warnings_to_log
+    from ..safe_text import shown
     from ..store import prepare_output_dir
 
     console = stderr_console()
+    prompts = load_prompt_set(prompt_set, warn=lambda line: console.print(f"warning: {shown(line)}"))
     prepare_output_dir(out_dir)
     with warnings_to_log(out_dir) as library_warnings:
-        generate_images(src, prompts, gen, BackendConfig(kind=backend), out_dir, seed=seed, console=console)
+        generate_images(source, prompts, gen, BackendConfig(kind=backend), out_dir, seed=seed, console=console)
     if library_warnings:
         console.print(f"{len(library_warnings)} library warning(s) logged to {out_dir / LOG}")
 
