@@ -311,6 +311,15 @@ class ReportConfig(_Strict):
     blur_unsafe: bool = Field(True, description="blur unsafe thumbnails in the pixels (not with CSS)")
 
 
+class HistoryConfig(_Strict):
+    """Where finished runs are recorded for `spqr-fast history` and `compare` by run id."""
+
+    url: str | None = Field(None, description="a SQLAlchemy URL: sqlite:///PATH (default: OUT/history.sqlite) or "
+                            "postgresql+psycopg://USER@HOST/DB (pip install spqr-fast[postgres]); $SPQR_HISTORY "
+                            "and `eval --history` override it")
+    record: bool = Field(True, description="record each finished eval (results are written first either way)")
+
+
 class EvalConfig(_Strict):
     name: str = Field("spqr", description="the run's name in results and reports")
     seed: int = Field(0, description="run seed: each image's seed is sha256(seed | prompt id | sample index)")
@@ -329,6 +338,7 @@ class EvalConfig(_Strict):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig,
         description="how measurements become S, P, Q, R and SPQR")
     report: ReportConfig = Field(default_factory=ReportConfig, description="report.html")
+    history: HistoryConfig = Field(default_factory=HistoryConfig, description="the run history database")
 
     @model_validator(mode="after")
     def _cohort_is_consistent(self) -> "EvalConfig":

@@ -25,10 +25,13 @@ from .common import friendly_errors, print_table, stderr_console, stdout_console
 @click.option("--shard", default=None, help="i/n: generate and judge only slice i of n (merge with `report --merge`)")
 @click.option("--wide", is_flag=True, help="every metric in the terminal table (the CSV and the report have them all)")
 @click.option("--verbose", is_flag=True, help="show third-party library warnings (default: OUT/logs/library-warnings.log)")
+@click.option("--history", "history", envvar="SPQR_HISTORY", default=None,
+              help="record the finished run in this database (SQLAlchemy URL or .sqlite file; default: the "
+                   "config's history.url, else OUT/history.sqlite)")
 @threads_option
 @friendly_errors
 def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: str, ray_address: str | None,
-             shard: str | None, wide: bool, verbose: bool, threads: int | None) -> None:
+             shard: str | None, wide: bool, verbose: bool, history: str | None, threads: int | None) -> None:
     """Evaluate the cohort in CONFIG (no CONFIG: the embedded demo default)."""
     from ..config import load_config
     from ..store import prepare_output_dir
@@ -76,6 +79,21 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     if cfg.demo:
         console.print(f"[yellow]{DEMO_NOTICE}[/]")
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")
+    _record_in_history(cfg, out_dir, history, console)
+
+
+def _record_in_history(cfg, out_dir: Path, history: str | None, console) -> None:
+    from ..history.recording import history_target, record_finished_eval
+    from .history_tools import history_url
+
+    url = history_target(cfg, out_dir, history_url(history))
+    if url is None:
+        return
+    run_id, problem = record_finished_eval(url, out_dir)
+    if problem is not None:
+        console.print(f"[yellow]warning[/]: {escape(problem)}", soft_wrap=True)
+    else:
+        console.print(f"recorded as run {run_id} (`spqr-fast history`, `spqr-fast compare`)")
 
 
 @click.command("report")
