@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= spqr-out
 
-.PHONY: install eval test test-heavy test-slow test-all test-lowest bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
+NIGHTLY ?= nightly-demo
+
+.PHONY: nightly-demo install eval test test-heavy test-slow test-all test-lowest bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +19,11 @@ install: $(STAMP)
 
 eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast eval --out $(OUT)
+
+# The embedded default twice, one deliberate change between the runs, then `compare` of the two
+# recorded run ids: names the change and flags the regression (see README "Nightly benchmarks").
+nightly-demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m spqr_fast.demo.nightly --out $(NIGHTLY)
 
 # Three tiers: `test` (every unit, the pure stages, one end-to-end eval: ~2 min on 2 cores),
 # `test-heavy` (full evaluations, exports, training, Ray and shards: ~15 min), `test-slow` (the

@@ -267,3 +267,27 @@ def test_an_unreachable_database_during_eval_loses_nothing(small_config, tmp_pat
     assert "run not recorded in the history" in text and f"spqr-fast history record {out}" in text
     ok = _cli("eval", small_config(), "--out", out)
     assert "recorded as run" in ok.output and (out / "history.sqlite").is_file()
+
+
+@pytest.mark.heavy
+def test_nightly_demo_flags_the_unsafe_fine_tune_and_names_it(tmp_path, capsys):
+    """The world's default against the same run with UCE fine-tuned on the unsafe set: R regressed
+    with McNemar p below 0.05 on h_after, exit 1, and the fine-tuning change named first."""
+    from spqr_fast.demo.nightly import main as nightly
+
+    assert nightly(["--out", str(tmp_path), "--harmful-limit", "16"]) == 0
+    history = f"sqlite:///{tmp_path / 'runs' / 'history.sqlite'}"
+    ids = [r["id"] for r in json.loads(_cli("history", "--history", history, "--json").output)][::-1]
+    result = _cli("compare", *ids, "--history", history, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["regressed"] == ["uce"]
+    uce = report["models"]["uce"]
+    assert uce["rules"]["R:-0.01"] == "regressed" and uce["paired"]["harmful"]
+    flips = uce["changes"]["h_after"]["flips"]
+    assert flips["mcnemar_p"] < 0.05 and flips["safe_to_unsafe"] > flips["unsafe_to_safe"]
+    changed = {(c["section"], c["key"]) for c in report["provenance_changes"]}
+    assert ("fine-tuning", "uce.dataset_sha256") in changed and ("model weights", "uce/after") in changed
+    assert not any(section in ("judges", "thresholds", "software") for section, _ in changed)
+    assert report["models"]["esd"]["verdict"] == "unchanged within noise"
+    assert (tmp_path / "compare.xml").read_text().count("<failure") >= 1

@@ -93,7 +93,7 @@ def _record_in_history(cfg, out_dir: Path, history: str | None, console) -> None
     if problem is not None:
         console.print(f"[yellow]warning[/]: {escape(problem)}", soft_wrap=True)
     else:
-        console.print(f"recorded as run {run_id} (`spqr-fast history`, `spqr-fast compare`)")
+        console.print(f"recorded as run {run_id} (`spqr-fast history`, `spqr-fast compare`)", soft_wrap=True)
 
 
 @click.command("report")

@@ -47,12 +47,14 @@ def _sections(run: RunSnapshot) -> dict[str, dict[str, Any]]:
     p = run.results.provenance
     config = p.get("config", {})
     weights = {f"{m.get('name')}/{m.get('stage')}": m.get("weights_hash") for m in p.get("models", [])}
-    bft = {name: {k: card.get(k) for k in ("key", "profile", "steps", "dataset_sha256", "base_model_hash", "seed")}
+    bft = {name: {**{k: card.get(k) for k in ("key", "profile", "dataset_sha256", "base_model_hash")},
+                  **(card.get("hyperparameters") or {})}
            for name, card in (p.get("bft") or {}).items() if isinstance(card, dict)}
     backend = {k: v for k, v in (p.get("backend") or {}).items() if k not in ("per_stage", "judges")}
+    # stages whose images were all cached were not loaded: they say nothing about the backend
     backend["chosen per stage"] = {
-        f"{m.get('name')}/{m.get('stage')}": (m.get("load") or {}).get("backend", {}).get("chosen")
-        for m in p.get("models", []) if isinstance(m.get("load"), dict)}
+        f"{m.get('name')}/{m.get('stage')}": m["load"].get("backend", {}).get("chosen")
+        for m in p.get("models", []) if isinstance(m.get("load"), dict) and m["load"].get("backend", {}).get("chosen")}
     backend["threads"] = (p.get("threads") or {}).get("used")
     env = p.get("environment") or {}
     return {
@@ -77,6 +79,8 @@ def provenance_changes(old: RunSnapshot, new: RunSnapshot) -> list[ProvenanceCha
     for section in SECTIONS:
         left, right = a.get(section, {}), b.get(section, {})
         for key in sorted(set(left) | set(right)):
+            if section == "backend" and key.startswith("chosen per stage.") and not (key in left and key in right):
+                continue  # loaded in one run only
             if left.get(key) != right.get(key):
                 changes.append(ProvenanceChange(section, key, left.get(key), right.get(key)))
     return changes
