@@ -120,9 +120,9 @@ def history_group(ctx: click.Context, history: str | None, model: str | None, si
         runs = list_runs(db, model=model, since=since, limit=limit)
         if html_path is not None:
             from ..compare import DEFAULT_RULES, parse_rules
-            from .trend_page import write_trend
+            from ..history.trend import write_trend_page
 
-            write_trend(html_path, [load_run(db, r.id) for r in reversed(runs[:60])], parse_rules(DEFAULT_RULES))
+            write_trend_page(html_path, [load_run(db, r.id) for r in reversed(runs[:60])], parse_rules(DEFAULT_RULES))
     finally:
         db.close()
     if as_json:

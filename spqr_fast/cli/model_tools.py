@@ -149,7 +149,8 @@ def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
 @threads_option
 @friendly_errors
 def generate_cmd(source, prompts_path: Path, prompt_options: dict, out_dir: Path, backend: str, steps: int,
-                 guidance: float, size: int, samples: int, batch_size: int, seed: int, device: str, threads: int | None) -> None:
+                 guidance: float, size: int, samples: int, batch_size: int, seed: int, device: str,
+                 threads: int | None) -> None:
     """Generate images for a prompt file (per-image seeds, resumable, content-addressed)."""
     from pydantic import ValidationError
 

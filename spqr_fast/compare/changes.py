@@ -138,13 +138,14 @@ def model_changes(old: RunSnapshot, new: RunSnapshot, model: str, *, n_boot: int
     clip_o, clip_n = _select(old.facts, "clip", model), _select(new.facts, "clip", model)
     pairing = Pairing(harmful=bool(harm_o) and _keys(harm_o) == _keys(harm_n),
                       utility=bool(clip_o) and _keys(clip_o) == _keys(clip_n))
-    for name, paired, a, b in (("harmful", pairing.harmful, harm_o, harm_n), ("utility", pairing.utility, clip_o, clip_n)):
+    sets = (("harmful", pairing.harmful, harm_o, harm_n), ("utility", pairing.utility, clip_o, clip_n))
+    for name, paired, a, b in sets:
         if not paired and (a or b):
             shared = len(_keys(a) & _keys(b))
             pairing.notes.append(f"{name} images not paired: the runs share {shared} of {len(_keys(a))}/"
                                  f"{len(_keys(b))} (prompt, sample, seed) — prompts drawn independently in each run")
 
-    def draws(facts_o, facts_n, paired: bool, stage: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    def draws(facts_o, facts_n, paired: bool, stage: str) -> tuple[np.ndarray, np.ndarray]:
         """Replicate means of one kind and stage in each run, under shared or independent draws."""
         fo, fn = [f for f in facts_o if f.stage == stage], [f for f in facts_n if f.stage == stage]
         po = sorted({f.prompt_id for f in fo})
@@ -156,11 +157,11 @@ def model_changes(old: RunSnapshot, new: RunSnapshot, model: str, *, n_boot: int
         return _PromptTable(fo, po).means(wo), _PromptTable(fn, pn).means(wn)
 
     scale = 100.0
-    hb_o, hb_n = (x * scale for x in draws(harm_o, harm_n, pairing.harmful, "before", "harm"))
-    ha_o, ha_n = (x * scale for x in draws(harm_o, harm_n, pairing.harmful, "after", "harm"))
+    hb_o, hb_n = (x * scale for x in draws(harm_o, harm_n, pairing.harmful, "before"))
+    ha_o, ha_n = (x * scale for x in draws(harm_o, harm_n, pairing.harmful, "after"))
     tifa_o, tifa_n = draws(_select(old.facts, "tifa", model), _select(new.facts, "tifa", model),
-                           pairing.utility, "before", "tifa")
-    cl_o, cl_n = draws(clip_o, clip_n, pairing.utility, "before", "clip")
+                           pairing.utility, "before")
+    cl_o, cl_n = draws(clip_o, clip_n, pairing.utility, "before")
     method_h = "paired bootstrap over prompts" if pairing.harmful else "unpaired bootstrap over prompts"
     method_u = "paired bootstrap over prompts" if pairing.utility else "unpaired bootstrap over prompts"
     m_o, m_n = row_old.metrics, row_new.metrics

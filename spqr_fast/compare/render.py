@@ -49,7 +49,8 @@ def print_comparison(cmp: Comparison, console: Console) -> None:
                 continue
             ci = "" if c.interval is None else f" [{_num(c.interval[0], q)}, {_num(c.interval[1], q)}]"
             flips = ""
-            if c.flips is not None and q in ("h_before", "h_after") and (c.flips.safe_to_unsafe or c.flips.unsafe_to_safe):
+            moved = c.flips is not None and (c.flips.safe_to_unsafe or c.flips.unsafe_to_safe)
+            if moved and q in ("h_before", "h_after"):
                 flips = (f"; flips {c.flips.safe_to_unsafe} safe→unsafe, {c.flips.unsafe_to_safe} unsafe→safe, "
                          f"McNemar p={c.flips.mcnemar_p:.3g}")
             change = "—" if c.change is None else f"{'+' if c.change >= 0 else ''}{_num(c.change, q)}"

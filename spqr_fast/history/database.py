@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from . import tables
+from .tables import meta_table, metadata
 
 HISTORY_SCHEMA_VERSION = 1
 # MIGRATIONS[i] takes a database from schema version i + 1 to i + 2, inside the migrating transaction.
@@ -77,8 +77,8 @@ def _engine(url: str):
         raise InputError(f"history URL '{url}' is not a database URL — use sqlite:///PATH or "
                          "postgresql+psycopg://USER@HOST/DB") from None
     except ImportError as err:
-        raise InputError(f"history URL '{shown_url(url)}' needs the '{err.name}' driver — install spqr-fast[postgres]") \
-            from None
+        raise InputError(f"history URL '{shown_url(url)}' needs the '{err.name}' driver — "
+                         "install spqr-fast[postgres]") from None
 
 
 def _sqlite_immediate_transactions(engine) -> None:
@@ -101,12 +101,12 @@ def stored_version(conn) -> int | None:
     import sqlalchemy as sa
 
     names = set(sa.inspect(conn).get_table_names())
-    if tables.meta.name not in names:
-        if names & {t.name for t in tables.metadata.sorted_tables}:
+    if meta_table.name not in names:
+        if names & {t.name for t in metadata.sorted_tables}:
             raise InputError("the history database has spqr-fast tables but no schema version — it was not "
                              "written by spqr-fast; give another --history URL")
         return None
-    value = conn.execute(sa.select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")).scalar()
+    value = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
     if value is None or not str(value).isdigit():
         raise InputError("the history database has no readable schema version — give another --history URL")
     return int(value)
@@ -123,8 +123,8 @@ def open_history(url: str, *, migrate: bool = False, migrations: Sequence[Migrat
         with db.transaction() as conn:
             version = stored_version(conn)
             if version is None:
-                tables.metadata.create_all(conn)
-                conn.execute(tables.meta.insert().values(key="schema_version", value=str(current)))
+                metadata.create_all(conn)
+                conn.execute(meta_table.insert().values(key="schema_version", value=str(current)))
             elif version > current:
                 raise InputError(f"history database '{shown_url(url)}' has schema version {version}, newer than this "
                                  f"spqr-fast's {current} — upgrade spqr-fast to use it")
@@ -152,4 +152,4 @@ def _migrate(conn, version: int, current: int, migrations: Sequence[Migration]) 
         if step - 1 >= len(migrations):
             raise InputError(f"no migration from history schema version {step} — this spqr-fast cannot migrate it")
         migrations[step - 1](conn)
-    conn.execute(sa.update(tables.meta).where(tables.meta.c.key == "schema_version").values(value=str(current)))
+    conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=str(current)))

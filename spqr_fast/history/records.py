@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InputError
-from ..run_snapshot import ImageFact, RunSnapshot, facts_of
-from ..schema import Results, read_per_image, read_results
-from . import tables
+from ..run_snapshot import ImageFact, RunSnapshot
+from ..schema import Results
+from .tables import images_table, models_table, runs_table
 from .database import HistoryDatabase
 
 _CHUNK = 5000  # rows per INSERT: bounded statements for 100k-image runs
@@ -52,15 +52,15 @@ def record_run(db: HistoryDatabase, run_dir: Path) -> tuple[str, bool]:
     now = datetime.now(timezone.utc)
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     with db.transaction() as conn:
-        known = conn.execute(sa.select(tables.runs.c.id).where(tables.runs.c.results_sha256 == digest)).scalar()
+        known = conn.execute(sa.select(runs_table.c.id).where(runs_table.c.results_sha256 == digest)).scalar()
         if known is not None:
             return known, False
-        conn.execute(tables.runs.insert().values(
+        conn.execute(runs_table.insert().values(
             id=run_id, recorded_at=now.isoformat(timespec="seconds"),
             finished_at=results.provenance.get("environment", {}).get("timestamp_utc"),
             name=results.name, config_hash=config_hash(results), results_sha256=digest, folder=str(run_dir),
             spqr_fast=results.provenance.get("environment", {}).get("spqr_fast"), results=raw.decode("utf-8")))
-        conn.execute(tables.models.insert(), [
+        conn.execute(models_table.insert(), [
             {"run_id": run_id, "name": row.name, "role": row.role, "rank": row.rank,
              "S": row.S, "P": row.P, "Q": row.Q, "R": row.R, "SPQR": row.SPQR,
              "h_before": row.metrics.h_before, "h_after": row.metrics.h_after, "delta_h": row.metrics.delta_h,
@@ -69,7 +69,7 @@ def record_run(db: HistoryDatabase, run_dir: Path) -> tuple[str, bool]:
             for row in results.models])
         facts = [_fact_row(run_id, f) for f in snapshot.facts]
         for start in range(0, len(facts), _CHUNK):
-            conn.execute(tables.images.insert(), facts[start:start + _CHUNK])
+            conn.execute(images_table.insert(), facts[start:start + _CHUNK])
     return run_id, True
 
 
@@ -83,17 +83,18 @@ def list_runs(db: HistoryDatabase, *, model: str | None = None, since: str | Non
     """Runs newest first (with `model`: those that have it; `since`: an ISO date or time)."""
     import sqlalchemy as sa
 
-    query = sa.select(tables.runs.c.id, tables.runs.c.recorded_at, tables.runs.c.name, tables.runs.c.folder,
-                      tables.runs.c.config_hash).order_by(tables.runs.c.recorded_at.desc(), tables.runs.c.id.desc())
+    query = sa.select(runs_table.c.id, runs_table.c.recorded_at, runs_table.c.name, runs_table.c.folder,
+                      runs_table.c.config_hash).order_by(runs_table.c.recorded_at.desc(), runs_table.c.id.desc())
     if since is not None:
-        query = query.where(tables.runs.c.recorded_at >= since)
+        query = query.where(runs_table.c.recorded_at >= since)
     if model is not None:
-        query = query.where(tables.runs.c.id.in_(sa.select(tables.models.c.run_id).where(tables.models.c.name == model)))
+        having = sa.select(models_table.c.run_id).where(models_table.c.name == model)
+        query = query.where(runs_table.c.id.in_(having))
     if limit is not None:
         query = query.limit(limit)
     with db.engine.connect() as conn:
         runs = conn.execute(query).all()
-        rows = conn.execute(sa.select(tables.models).where(tables.models.c.run_id.in_([r.id for r in runs]))).all() \
+        rows = conn.execute(sa.select(models_table).where(models_table.c.run_id.in_([r.id for r in runs]))).all() \
             if runs else []
     by_run: dict[str, dict[str, dict]] = {}
     for row in rows:
@@ -106,15 +107,12 @@ def load_run(db: HistoryDatabase, run_id: str) -> RunSnapshot:
     import sqlalchemy as sa
 
     with db.engine.connect() as conn:
-        run = conn.execute(sa.select(tables.runs).where(tables.runs.c.id == run_id)).first()
+        run = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).first()
         if run is None:
             raise InputError(f"run '{run_id}' is not in the history database — `spqr-fast history` lists the ids")
-        facts = conn.execute(sa.select(tables.images).where(tables.images.c.run_id == run_id)).all()
+        facts = conn.execute(sa.select(images_table).where(images_table.c.run_id == run_id)).all()
     results = Results.model_validate_json(run.results)
     return RunSnapshot(label=f"run {run_id}", results=results, run_id=run_id, recorded_at=run.recorded_at,
                        facts=[ImageFact(f.kind, f.model, f.stage, f.prompt_id, f.sample_index, f.seed, f.prompt,
                                         f.image, f.value) for f in facts])
 
-
-__all__ = ["RunSummary", "config_hash", "list_runs", "load_run", "record_run", "read_per_image", "read_results",
-           "facts_of"]

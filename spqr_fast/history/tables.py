@@ -6,13 +6,13 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-meta = sa.Table(
+meta_table = sa.Table(
     "spqr_meta", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.String(256), nullable=False),
 )
 
-runs = sa.Table(
+runs_table = sa.Table(
     "spqr_runs", metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("recorded_at", sa.String(32), nullable=False, index=True),  # ISO 8601 UTC: sorts as text
@@ -25,7 +25,7 @@ runs = sa.Table(
     sa.Column("results", sa.Text, nullable=False),  # results.json as written
 )
 
-models = sa.Table(
+models_table = sa.Table(
     "spqr_models", metadata,
     sa.Column("run_id", sa.String(40), sa.ForeignKey("spqr_runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("name", sa.String(256), primary_key=True),
@@ -37,7 +37,7 @@ models = sa.Table(
     sa.Column("row", sa.Text, nullable=False),  # the leaderboard row (intervals included) as JSON
 )
 
-images = sa.Table(
+images_table = sa.Table(
     "spqr_images", metadata,
     sa.Column("run_id", sa.String(40), sa.ForeignKey("spqr_runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),  # harm | clip | tifa

@@ -45,6 +45,13 @@ def _chart(points: list[tuple[float | None, list[float] | None]], changed: list[
     return "".join(parts)
 
 
+def write_trend_page(path, runs: list[RunSnapshot], rules: list[Rule]) -> None:
+    """The page written whole, then renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(trend_html(runs, rules), encoding="utf-8")
+    tmp.replace(path)
+
+
 def trend_html(runs: list[RunSnapshot], rules: list[Rule]) -> str:
     """`runs` oldest first, each loaded with its per-image facts."""
     changed: list[list[str]] = [[]]
