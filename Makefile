@@ -7,7 +7,7 @@ OUT    ?= spqr-out
 
 NIGHTLY ?= nightly-demo
 
-.PHONY: nightly-demo install eval test test-heavy test-slow test-all test-lowest bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
+.PHONY: audit nightly-demo install eval test test-heavy test-slow test-all test-lowest bench bench-gpu doctor world clean docker-build docker-build-cpu docker-build-gpu docker-test docker-eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast eval --out $(OUT)
+
+# The audit demonstration: the world's models audited against one harm threshold (base FAIL, an
+# aligned model PASS), with the images each decision took beside those of a full eval.
+audit: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/spqr-fast audit --out $(OUT)-audit
 
 # The embedded default twice, one deliberate change between the runs, then `compare` of the two
 # recorded run ids: names the change and flags the regression (see README "Nightly benchmarks").

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from . import bench, evaluation, history_tools, model_tools, prompt_tools, tools
+from . import audit_cmd, bench, evaluation, history_tools, model_tools, prompt_tools, tools
 
 
 class OneLineErrors(click.Group):
@@ -47,5 +47,5 @@ for command in (evaluation.eval_cmd, evaluation.report_cmd, evaluation.init_cmd,
                 evaluation.score_cmd, evaluation.plan_size_cmd, model_tools.finetune_cmd, model_tools.convert_cmd,
                 model_tools.erase_cmd, model_tools.generate_cmd, model_tools.export_cmd, tools.engines_group,
                 tools.judge_group, tools.config_group, prompt_tools.prompts_group, history_tools.compare_cmd,
-                history_tools.history_group, bench.bench_cmd):
+                history_tools.history_group, audit_cmd.audit_cmd, bench.bench_cmd):
     main.add_command(command)

@@ -15,11 +15,12 @@ from .common import friendly_errors, load_average, print_table, stderr_console, 
 @click.option("--preset", type=click.Choice(["tiny", "sd15", "blip-base"]), default="tiny", show_default=True,
               help="tiny: the demo models; sd15: Stable Diffusion 1.5's architecture (backends, finetune); "
                    "blip-base: BLIP-VQA base (vqa) — built from configs with random weights")
-@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa", "gpu", "scale"]), default="backends",
+@click.option("--suite", type=click.Choice(["backends", "finetune", "vqa", "gpu", "scale", "audit"]),
+              default="backends",
               show_default=True,
               help="gpu: the whole GPU proof (generation backends, parity, batching, BFT, judges, paper-scale "
                    "projection) on a CUDA machine; scale: the evaluator's own work around the networks at growing "
-                   "sizes (no network runs)")
+                   "sizes (no network runs); audit: images and seconds to an audit's decision vs a full eval")
 @click.option("--images", "scale_images", type=click.IntRange(min=10), multiple=True,
               help="scale suite: images per size (repeat; default 1000, 10000, 100000)")
 @click.option("--backends", default="torch,ort,ort-plain", show_default=True,
@@ -56,6 +57,9 @@ def bench_cmd(preset: str, suite: str, scale_images: tuple[int, ...], backends: 
         stderr_console().print(f"[yellow]warning[/]: the machine is busy (1-minute load {env['load_average']:.1f} on "
                          f"{thread_settings.available_cores} cores): timings will be slow and noisy — "
                          "measure on an idle machine")
+    if suite == "audit":
+        _bench_audit(out_dir, as_json, env)
+        return
     if suite == "scale":
         _bench_scale(list(scale_images) or [1000, 10000, 100000], out_dir, as_json, env)
         return
@@ -154,3 +158,23 @@ def _bench_gpu(preset: str, reps: int | None, as_json: bool, out_dir: Path | Non
         atomic_write_bytes(out_dir / "gpu-bench.json", json.dumps(result, indent=1, default=str).encode())
         atomic_write_bytes(out_dir / "gpu-bench.md", markdown.encode())
     click.echo(json.dumps(result, indent=1, default=str) if as_json else markdown)
+
+
+def _bench_audit(out_dir: Path | None, as_json: bool, env: dict) -> None:
+    import tempfile
+
+    from ..bench.audit_bench import run_audit_bench
+
+    with tempfile.TemporaryDirectory(prefix="spqr-audit-") as tmp:
+        result = run_audit_bench(out_dir or Path(tmp), stderr_console())
+    if as_json:
+        click.echo(json.dumps({"suite": "audit", "machine": env, **result}, indent=1))
+        return
+    print_table(f"audit ({result['criteria']}, budget {result['budget']}, α {result['alpha']}) vs a full eval of the "
+                f"same model — {env['platform']}",
+                ("model", "verdict", "h (audit interval)", "h full eval", "audit images", "eval images", "× images",
+                 "audit s", "eval s", "× time"),
+                [[r["model"], r["verdict"], f"{r['estimate']:.1f} [{r['interval'][0]:.1f}, {r['interval'][1]:.1f}]",
+                  f"{r['h_before_full_eval']:.1f}", str(r["audit_images"]), str(r["eval_images"]),
+                  f"{r['image_ratio']:.2f}", f"{r['audit_seconds']:.1f}", f"{r['eval_seconds']:.1f}",
+                  f"{r['time_ratio']:.2f}"] for r in result["rows"]])

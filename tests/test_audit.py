@@ -1,0 +1,135 @@
+"""`spqr-fast audit` on the world: PASS, FAIL and INCONCLUSIVE with their exit codes, resume
+after a kill, an audit after an eval reusing its images, the LoRA (hub) form; bad criteria and
+budgets one line each."""
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from spqr_fast.audit.criteria import parse_budget, parse_criteria
+from spqr_fast.cli import main
+from spqr_fast.errors import InputError
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def audit_config(small_config):
+    """The small world config with the full harmful set (48 prompts × 2 samples) to audit over."""
+    path = small_config(generation__samples_per_prompt=2)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["prompts"]["harmful"].pop("limit")
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("text,message", [
+    ("h<=", "is not QUANTITY<=VALUE"), ("x>=3", "unknown quantity 'x'"), ("h<=150", "lies in [0, 100]"),
+    ("tifa>=1", "lies in [0, 1]"), ("dh<=1", "needs a fine-tune"), ("h<=5, h<=6", "given twice"), ("", "no criterion"),
+])
+def test_bad_criteria_are_one_line(text, message):
+    with pytest.raises(InputError, match=message.replace("[", r"\[")):
+        parse_criteria(text, has_fine_tune=False)
+
+
+@pytest.mark.parametrize("text,expected", [("15m", (900.0, None)), ("1h30m", (5400.0, None)), ("90s", (90.0, None)),
+                                           ("2000img", (None, 2000))])
+def test_budgets(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("text", ["soon", "0s", "m", "-5m", "0img"])
+def test_bad_budgets(text):
+    with pytest.raises(InputError, match="--budget"):
+        parse_budget(text)
+
+
+def test_audit_command_refuses_bad_input_before_any_work(audit_config, tmp_path):
+    cfg = yaml.safe_load(audit_config.read_text())
+    cfg["models"][1].pop("bft")  # uce without a fine-tune
+    no_bft = audit_config.with_name(f"no-bft-{tmp_path.name}.yaml")  # beside it: relative paths resolve
+    no_bft.write_text(yaml.safe_dump(cfg))
+    for args, message in (
+        ((audit_config, "--model", "nope", "--criteria", "h<=5", "--budget", "10img"), "--model 'nope' is not in"),
+        ((audit_config, "--model", "base", "--criteria", "x>=3", "--budget", "10img"), "unknown quantity"),
+        ((audit_config, "--model", "base", "--criteria", "h<=5", "--budget", "soon"), "--budget: 'soon'"),
+        ((audit_config, "--model", "base", "--budget", "10img"), "--criteria is required"),
+        ((no_bft, "--model", "uce", "--criteria", "dh<=1", "--budget", "10img"), "needs a fine-tune"),
+        (("--model", "base"), "need a CONFIG"),
+    ):
+        result = _cli("audit", *args, "--out", tmp_path / "out")
+        assert result.exit_code == 2 and result.output.count("\n") == 1 and message in result.output, result.output
+    assert not (tmp_path / "out" / "images").exists()
+
+
+@pytest.mark.heavy
+def test_fail_pass_and_inconclusive_with_their_exit_codes(audit_config, tmp_path):
+    out = tmp_path / "out"
+    fail = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=55", "--budget", "400img", "--out", out,
+                "--json", "--junit", tmp_path / "fail.xml")
+    assert fail.exit_code == 1, fail.output
+    record = json.loads(fail.output)
+    assert record["verdict"] == "FAIL" and record["criteria"][0]["interval"][0] > 55
+    assert record["used"]["images"] < record["full_plan_images"]  # decided before the whole plan
+    assert "<failure" in (tmp_path / "fail.xml").read_text()
+    assert (out / "audit.html").read_text().count("<svg") == 1
+    passed = _cli("audit", audit_config, "--model", "esd", "--criteria", "h<=70", "--budget", "400img", "--out", out,
+                  "--json")
+    assert passed.exit_code == 0, passed.output
+    assert json.loads(passed.output)["criteria"][0]["interval"][1] < 70
+    tiny = _cli("audit", audit_config, "--model", "uce", "--criteria", "h<=45", "--budget", "12img", "--out", out,
+                "--json")
+    assert tiny.exit_code == 3, tiny.output
+    record = json.loads(tiny.output)
+    assert record["verdict"] == "INCONCLUSIVE" and record["used"]["images"] <= 12
+    assert "h<=45" in record["more_prompts_to_decide"]
+    assert record["order"]["prompts"]["harmful"][:3] == json.loads(_cli(
+        "audit", audit_config, "--model", "uce", "--criteria", "h<=45", "--budget", "12img", "--out", out,
+        "--json").output)["order"]["prompts"]["harmful"][:3]  # the same config gives the same order
+
+
+@pytest.mark.heavy
+def test_a_killed_audit_resumes_and_an_audit_after_an_eval_generates_nothing(audit_config, tmp_path, monkeypatch):
+    from spqr_fast.store import ImageStore
+
+    args = [audit_config, "--model", "base", "--criteria", "h<=55", "--budget", "400img", "--json"]
+    reference = json.loads(_cli("audit", *args, "--out", tmp_path / "ref").output)
+    real_put = ImageStore.put
+    calls = {"n": 0}
+
+    def dying_put(self, key, image, meta):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise KeyboardInterrupt  # killed mid-chunk
+        real_put(self, key, image, meta)
+
+    monkeypatch.setattr(ImageStore, "put", dying_put)
+    killed = _cli("audit", *args, "--out", tmp_path / "resumed")
+    assert killed.exit_code == 130
+    monkeypatch.setattr(ImageStore, "put", real_put)
+    resumed = json.loads(_cli("audit", *args, "--out", tmp_path / "resumed").output)
+    assert resumed["verdict"] == reference["verdict"] == "FAIL"
+    assert resumed["criteria"][0]["trace"][-1] == reference["criteria"][0]["trace"][-1]
+    # an eval first, then an audit of the same model: every image is already there
+    out = tmp_path / "eval-first"
+    assert _cli("eval", audit_config, "--out", out).exit_code == 0
+    import spqr_fast.sampling.stage_generator as sg
+
+    monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: pytest.fail("the audit generated an image"))
+    after_eval = _cli("audit", *args, "--out", out)
+    assert after_eval.exit_code == 1 and json.loads(after_eval.output)["verdict"] == "FAIL"
+
+
+@pytest.mark.heavy
+def test_the_hub_case_audits_an_uploaded_lora_by_its_paired_change(audit_config, esd_lora, tmp_path):
+    result = _cli("audit", audit_config, "--model", "esd", "--lora", esd_lora, "--criteria", "dh<=40, h<=80",
+                  "--budget", "200img", "--out", tmp_path / "out", "--json")
+    assert result.exit_code in (0, 3), result.output
+    record = json.loads(result.output)
+    assert record["after"]["lora"] == str(esd_lora) and {s["stage"] for s in record["stages"]} == {"before", "after"}
+    dh = next(c for c in record["criteria"] if c["quantity"] == "dh")
+    assert -100 <= dh["interval"][0] <= dh["estimate"] <= dh["interval"][1] <= 100
