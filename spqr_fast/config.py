@@ -32,8 +32,10 @@ class _Strict(BaseModel):
     # from YAML or a JSON round trip becomes: one value, one cache key, however it arrived.
     # `protected_namespaces=()`: keys such as `model_path` are the config's own words (pydantic
     # before 2.10 warned that they shadow its `model_*` methods; they do not).
+    # `allow_inf_nan=False`: a NaN or infinite number is refused wherever a number enters (a NaN
+    # ceiling would otherwise flow into results.json).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
-                              protected_namespaces=())
+                              protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModelSource(_Strict):
@@ -65,7 +67,7 @@ class BftConfig(_Strict):
     epochs: int | None = Field(None, gt=0,
         description="passes over the dataset (default: the profile's low end: lite 1, moderate 3, standard 10)")
     steps: int | None = Field(None, gt=0, description="optimiser steps instead of epochs")
-    seed: int = Field(0, description="seeds data order, noise and timesteps (the BFT cache key includes it)")
+    seed: int = Field(0, ge=0, description="seeds data order, noise and timesteps (the BFT cache key includes it)")
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate")
     adam_beta1: float = Field(0.9, description="AdamW β1")
     adam_beta2: float = Field(0.999, description="AdamW β2")
@@ -131,7 +133,7 @@ class PromptSet(_Strict):
                                    "the same as `categories`")
     categories: list[str] | None = Field(None, description="keep prompts having any of these categories")
     sample: int | None = Field(None, gt=0, description="sample this many prompts (seeded)")
-    sample_seed: int = Field(42, description="seed of `sample`")
+    sample_seed: int = Field(42, ge=0, description="seed of `sample`")
     limit: int | None = Field(None, gt=0, description="keep the first N prompts (after filtering and sampling)")
     use_file_seeds: bool = Field(False, description="use the file's per-prompt seeds and guidance (its seed and "
                                  "guidance columns: sd_seed/evaluation_seed…, sd_guidance_scale/evaluation_guidance…)")
@@ -159,7 +161,7 @@ class PromptsConfig(_Strict):
 
 class GenerationConfig(_Strict):
     steps: int = Field(50, gt=0, description="denoising steps of the model folder's own scheduler (the paper: 50)")
-    guidance_scale: float = Field(7.5, description="classifier-free guidance scale")
+    guidance_scale: float = Field(7.5, ge=0, description="classifier-free guidance scale")
     height: int = Field(512, gt=0, multiple_of=8, description="image height in pixels (a multiple of 8)")
     width: int = Field(512, gt=0, multiple_of=8, description="image width in pixels (a multiple of 8)")
     samples_per_prompt: int = Field(1, gt=0, description="images per prompt, each with its own seed")
@@ -281,7 +283,7 @@ class JudgesConfig(_Strict):
 class BootstrapConfig(_Strict):
     n: int = Field(1000, ge=0, description="resamples for S, P, R")
     n_fid: int = Field(100, ge=0, description="resamples for Q and SPQR (each needs a FID per model)")
-    seed: int = Field(0, description="seed of the paired bootstrap over prompts")
+    seed: int = Field(0, ge=0, description="seed of the paired bootstrap over prompts")
     confidence: float = Field(0.95, gt=0, lt=1, description="interval coverage (0.95: 95% intervals)")
 
 
@@ -301,8 +303,22 @@ class ScoringConfig(_Strict):
     @field_validator("clip_ceiling")
     @classmethod
     def _positive_ceiling(cls, v: float | str) -> float | str:
-        if isinstance(v, float) and v <= 0:
-            raise ValueError("must be positive")
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("must lie in (0, 1] (a CLIPScore cosine)")
+        return v
+
+    @field_validator("tifa_reference")
+    @classmethod
+    def _tifa_reference_is_an_accuracy(cls, v: float | str) -> float | str:
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("must lie in (0, 1] (a TIFA accuracy)")
+        return v
+
+    @field_validator("fid_bounds")
+    @classmethod
+    def _fid_bounds_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 <= v[0] < v[1]:
+            raise ValueError("must be [best, worst] with 0 ≤ best < worst")
         return v
 
 
@@ -322,7 +338,7 @@ class HistoryConfig(_Strict):
 
 class EvalConfig(_Strict):
     name: str = Field("spqr", description="the run's name in results and reports")
-    seed: int = Field(0, description="run seed: each image's seed is sha256(seed | prompt id | sample index)")
+    seed: int = Field(0, ge=0, description="run seed: each image's seed is sha256(seed | prompt id | sample index)")
     finetune_cache: str | None = Field(None, description="where BFT results are cached; default OUT/bft")
     demo: bool = Field(False, description="models are demo stand-ins; the report says so")
     threads: int | None = Field(None, gt=0, description="intra-op CPU threads for PyTorch and ONNX Runtime; "
@@ -395,7 +411,12 @@ def parse_config(data: Any, source: str = "config", *, base_dir: Path | None = N
 def _resolve(base: Path, p: str | None) -> str | None:
     if p is None:
         return None
-    path = Path(p).expanduser()
+    try:
+        path = Path(p).expanduser()
+    except RuntimeError:  # `~someone/…` for a user this machine does not know
+        raise ConfigError(f"path '{p}': its '~user' is not a user on this machine — write the full path") from None
+    if "\x00" in p:
+        raise ConfigError(f"path {p!r} holds a NUL byte — fix the path")
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
@@ -447,6 +468,26 @@ def resolve_paths(cfg: EvalConfig, base_dir: Path, source: str = "config", *, mu
     return cfg
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    pass
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives the same key twice (`seed:` twice would
+    otherwise silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKeyError(
+                    "while reading a mapping", node.start_mark, f"key '{key}' is given twice (line "
+                    f"{seen[key] + 1} and line {key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, *, must_exist: bool = True) -> EvalConfig:
     """Read, validate and resolve a YAML config file."""
     path = Path(path)
@@ -456,9 +497,11 @@ def load_config(path: str | Path, *, must_exist: bool = True) -> EvalConfig:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found — give the path to a spqr.yaml (or run `spqr-fast init DIR`)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}) — is it the right file? Save YAML as UTF-8") from None
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err.problem} — keep one") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

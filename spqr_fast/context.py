@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rich.console import Console
-from rich.markup import escape
+from .safe_text import shown
 
 from .config import EvalConfig, ModelSource
 from .judging import JudgedStores
@@ -57,7 +57,7 @@ class RunContext:
     require_complete: bool = False  # merging shards: nothing may be left to train or generate
 
     def log(self, message: str) -> None:
-        self.console.print(escape(message))
+        self.console.print(shown(message))
 
 
 @dataclass(frozen=True)

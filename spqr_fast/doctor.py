@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
+from .safe_text import shown
 from rich.table import Table
 
 from .provenance import environment
@@ -67,11 +67,11 @@ def run_doctor(console: Console, config: Path | None, *, out: Path = Path("spqr-
 
         config_rows = file_rows(load_config(config, must_exist=False), out, timing=timing)
     for name, value, ok in _hardware_rows() + config_rows:
-        table.add_row(name, escape(value), "✓" if ok else "✗")  # "[gpu]" is text, not Rich markup
+        table.add_row(name, shown(value), "✓" if ok else "✗")  # "[gpu]" is text, not Rich markup
     console.print(table)
     failed = [r for r in config_rows if not r[2]]
     if failed:
         console.print(f"[red]{len(failed)} configured file(s) missing or unusable[/] — fix them before `eval`:")
         for key, value, _ in failed:
-            console.print(f"  {key}: {escape(value)}", soft_wrap=True)
+            console.print(f"  {key}: {shown(value)}", soft_wrap=True)
     return not failed

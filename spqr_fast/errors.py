@@ -8,7 +8,13 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 class SpqrError(Exception):
-    """Base class for user-fixable problems."""
+    """Base class for user-fixable problems. The message is one line whatever data it quotes:
+    line breaks and control characters in a quoted prompt, path or option are replaced."""
+
+    def __init__(self, message: str = "", *args):
+        from .safe_text import printable
+
+        super().__init__(printable(str(message)), *args)
 
 
 class ConfigError(SpqrError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
+from .safe_text import shown
 
 from .config import BackendConfig, GenerationConfig, ModelSource
 from .keys import FileHasher, source_hash
@@ -35,7 +35,7 @@ def generate_images(src: ModelSource, prompts: list[Prompt], gen: GenerationConf
     todo = sum(not store.has(it.key) for it in items)
     chosen = "cached"
     if todo:
-        generator = StageGenerator(gen, backend, out, device, log=lambda m: console.print(escape(m)), hasher=hasher)
+        generator = StageGenerator(gen, backend, out, device, log=lambda m: console.print(shown(m)), hasher=hasher)
         chosen = generator.load(stage, todo).backend.chosen
         with make_progress(console) as progress:
             task = progress.add_task(f"generate [{chosen}]", total=len(items), completed=len(items) - todo, unit="img")

@@ -13,7 +13,7 @@ from typing import cast
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
+from .safe_text import shown
 
 from .config import EvalConfig
 from .errors import InputError, JudgeError, as_disk_error
@@ -150,7 +150,7 @@ class JudgeRunner:
         self.env = JudgeEnv(device, cfg.generation.batch_invariant, cfg.backend, hasher, self.log, ort_threads)
 
     def log(self, message: str) -> None:
-        self.console.print(escape(message))
+        self.console.print(shown(message))
 
     def run(self, items: list[WorkItem], ref_paths: list[Path]) -> JudgedStores:
         """Run every judge over the images that need it (stored records are kept)."""

@@ -4,10 +4,13 @@ line with their count. `--verbose` lets them through as before."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import InputError
 
 LOG = Path("logs") / "library-warnings.log"
 
@@ -21,6 +24,10 @@ def warnings_to_log(out: Path, verbose: bool = False) -> Iterator[list[str]]:
         yield seen
         return
     path = Path(out) / LOG
+    for planted in (path.parent, path):
+        if planted.is_symlink():
+            raise InputError(f"'{planted}' is a symbolic link — spqr-fast writes only inside its output folder; "
+                             "remove the link and re-run")
     with warnings.catch_warnings():
         warnings.simplefilter("default")  # each distinct warning once per place, as Python shows them
 
@@ -28,7 +35,11 @@ def warnings_to_log(out: Path, verbose: bool = False) -> Iterator[list[str]]:
             text = f"{category.__name__}: {str(message).splitlines()[0] if str(message) else ''} ({filename}:{lineno})"
             seen.append(text)
             path.parent.mkdir(parents=True, exist_ok=True)  # a run without warnings leaves no log
-            with path.open("a", encoding="utf-8") as log:
+            try:  # O_NOFOLLOW: a link planted after the check is not followed either
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError:
+                return  # the count is still reported; the log is not written through a link
+            with os.fdopen(fd, "a", encoding="utf-8") as log:
                 log.write(text + "\n")
 
         warnings.showwarning = to_log

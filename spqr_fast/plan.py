@@ -11,10 +11,12 @@ backend a stage resolves to. A resumed stage keeps its first resolved backend
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .config import EvalConfig, GenerationConfig, ModelSource
+from .errors import ConfigError
 from .keys import FileHasher, source_hash, stable_hash
 from .prompts import Prompt
 
@@ -110,8 +112,29 @@ def plan_cohort(stages: list[Stage], prompt_sets: dict[str, list[Prompt]], *, ti
     when a VQA judge grades TIFA after BFT too (`tifa_after`), the utility prompts. `settings`
     are `build_plan`'s keyword arguments."""
     after_sets = prompt_sets if tifa_after else {"harmful": prompt_sets["harmful"]}
+    samples = settings.get("samples_per_prompt", 1)
+    count = samples * sum(len(p) for s in stages for p in (prompt_sets if s.stage == "before" else after_sets).values())
+    check_plan_size(count)
     return (build_plan([s for s in stages if s.stage == "before"], prompt_sets, **settings)
             + build_plan([s for s in stages if s.stage == "after"], after_sets, **settings))
+
+
+PLAN_BYTES_PER_IMAGE = 2048  # a WorkItem with its prompt, key and seed, measured ~1 KiB; twice that as margin
+
+
+def check_plan_size(images: int, memory_bytes: int | None = None) -> None:
+    """Refuse a plan the machine cannot hold before building it (`samples_per_prompt: 1000000000`
+    would otherwise allocate until the machine swaps), naming its size."""
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            memory_bytes = 16 << 30
+    limit = memory_bytes // 2 // PLAN_BYTES_PER_IMAGE
+    if images > limit:
+        raise ConfigError(f"the plan holds {images:,} images — more than this machine can plan (at most {limit:,} "
+                          f"in half its {memory_bytes / 2**30:.0f} GiB of memory); lower samples_per_prompt or the "
+                          "prompt sets (prompts.*.limit / sample)")
 
 
 def group_by_stage(items: list[WorkItem]) -> dict[tuple[str, str], list[WorkItem]]:

@@ -9,11 +9,19 @@ import unicodedata
 from rich.markup import escape
 
 
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # reorder what a terminal shows
+
+
+def is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS
+
+
 def printable(text: str) -> str:
-    """`text` with control characters and line/paragraph separators replaced by spaces."""
+    """`text` with control characters, line/paragraph separators and bidirectional overrides
+    replaced by spaces."""
     if text.isprintable():
         return text
-    return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    return "".join(" " if is_control(ch) else ch for ch in text)
 
 
 def shown(value: object) -> str:

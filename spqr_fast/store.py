@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .input_files import require_regular_file
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -173,15 +174,36 @@ def to_rgb8(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def read_image_rgb(path: Path) -> np.ndarray:
-    """An RGB uint8 array (see `to_rgb8`), or an InputError naming the file."""
+MAX_IMAGE_PIXELS = 64_000_000  # 8000 × 8000: far past any image a judge or BFT reads, far below a bomb
+
+
+@contextmanager
+def open_image(path: Path):
+    """A PIL image opened from a regular file, its size checked from the header before any pixel
+    is decoded (a decompression bomb is named, not decoded); every decoder failure names the file."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    require_regular_file(Path(path), "image")
     try:
-        with Image.open(path) as im:
-            return to_rgb8(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image '{path}' is {im.width}×{im.height} pixels, over the {MAX_IMAGE_PIXELS:,} "
+                                     "spqr-fast decodes (a decompression bomb?) — resize or remove it")
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(f"image '{path}' is too large to decode safely ({err}) — resize or remove it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InputError(f"image '{path}' is unreadable or corrupt ({err}) — delete or replace it and re-run") from None
+
+
+def read_image_rgb(path: Path) -> np.ndarray:
+    """An RGB uint8 array (see `to_rgb8`), or an InputError naming the file."""
+    with open_image(path) as im:
+        return to_rgb8(im)
 
 
 class ImageStore:

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from ..safe_text import printable
 from . import audit_cmd, bench, evaluation, history_tools, model_tools, prompt_tools, tools
 
 
@@ -22,10 +23,10 @@ class OneLineErrors(click.Group):
             code = super().main(*args, **kwargs)
         except click.UsageError as err:
             where = f" — see '{err.ctx.command_path} --help'" if err.ctx is not None else ""
-            click.echo(f"error: {err.format_message().rstrip('.')}{where}", err=True)
+            click.echo(printable(f"error: {err.format_message().rstrip('.')}{where}"), err=True)
             sys.exit(2)
         except click.ClickException as err:
-            click.echo(f"error: {err.format_message()}", err=True)
+            click.echo(printable(f"error: {err.format_message()}"), err=True)
             sys.exit(err.exit_code)
         except click.Abort:
             click.echo("aborted", err=True)

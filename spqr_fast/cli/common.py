@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from ..errors import SpqrError, as_disk_error
+from ..safe_text import printable
 
 
 def stderr_console() -> Console:
@@ -41,7 +42,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SpqrError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {printable(str(err))}", err=True)  # data in a message never steers the terminal
             sys.exit(2)
         except Exception as exc:  # noqa: BLE001 - a full disk or a read-only folder is not a bug
             err = as_disk_error(exc)
@@ -155,3 +156,37 @@ def prompt_file_options(format_flag: str = "--format"):
         return wrapper
 
     return decorate
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that must be finite and within [low, high] (open at either end where asked):
+    NaN and infinities are refused where they enter, with the range in the message."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def _range(self) -> str:
+        lo = "-∞" if self.low is None else f"{self.low:g}"
+        hi = "∞" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        if isinstance(value, float) and math.isfinite(value):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"'{value}' is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"'{value}' is not a finite number", param, ctx)
+        too_low = self.low is not None and (number <= self.low if self.low_open else number < self.low)
+        too_high = self.high is not None and (number >= self.high if self.high_open else number > self.high)
+        if too_low or too_high:
+            self.fail(f"{number:g} is outside {self._range()}", param, ctx)
+        return number

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
+from ..safe_text import shown
 
 from ..errors import SpqrError
-from .common import friendly_errors, print_table, stderr_console, stdout_console, threads_option, existing_path
+from .common import (FiniteFloat, existing_path, friendly_errors, print_table, stderr_console, stdout_console,
+                     threads_option)
 
 
 @click.command("eval")
@@ -70,12 +71,12 @@ def eval_cmd(config: Path | None, out_dir: Path, backend: str | None, executor: 
     stdout_console().print(leaderboard_table(results.models, title=f"SPQR leaderboard — {cfg.name}", wide=wide,
                                               fid=fid_label(results)))
     for line in results.backend_fallbacks:
-        console.print(f"[yellow]backend fallback[/]: {escape(line)}")
+        console.print(f"[yellow]backend fallback[/]: {shown(line)}")
     for line in results.resolution_warnings:
-        console.print(f"[yellow]not resolved[/]: {escape(line)}")
+        console.print(f"[yellow]not resolved[/]: {shown(line)}")
     for check in results.known_answers or []:
         mark = "[green]holds[/]" if check.holds else "[red]does not hold[/]"
-        console.print(f"known answer {mark}: {escape(check.claim)} — {escape(check.evidence)}")
+        console.print(f"known answer {mark}: {shown(check.claim)} — {shown(check.evidence)}")
     if cfg.demo:
         console.print(f"[yellow]{DEMO_NOTICE}[/]")
     console.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'leaderboard.csv'}, {out_dir / 'report.html'}")
@@ -91,7 +92,7 @@ def _record_in_history(cfg, out_dir: Path, history: str | None, console) -> None
         return
     run_id, problem = record_finished_eval(url, out_dir)
     if problem is not None:
-        console.print(f"[yellow]warning[/]: {escape(problem)}", soft_wrap=True)
+        console.print(f"[yellow]warning[/]: {shown(problem)}", soft_wrap=True)
     else:
         console.print(f"recorded as run {run_id} (`spqr-fast history`, `spqr-fast compare`)", soft_wrap=True)
 
@@ -140,9 +141,9 @@ def init_cmd(directory: Path, base: Path | None, aligned: tuple[Path, ...], **gi
     if base is None:
         if aligned or any(given.values()):
             raise SpqrError("--aligned and the judge/prompt paths go with --from MODEL_DIR (a real base model)")
-        from ..world.project import write_world_project
+        from ..world.project import is_world_project, write_world_project
 
-        if directory.exists() and any(directory.iterdir()) and not (directory / "spqr.yaml").exists():
+        if directory.is_dir() and any(directory.iterdir()) and not is_world_project(directory):
             raise SpqrError(f"'{directory}' exists and is not empty — choose a new folder")
         path = write_world_project(directory)
         click.echo(f"wrote {path} — run `spqr-fast eval {path}`; edit the paths in it to evaluate real models "
@@ -156,9 +157,9 @@ def init_cmd(directory: Path, base: Path | None, aligned: tuple[Path, ...], **gi
 
 @click.command("score")
 @click.argument("metrics_csv", type=click.Path(path_type=Path))
-@click.option("--clip-ceiling", type=float, default=0.300, show_default=True, help="CLIPScore that gives P = 1")
-@click.option("--epsilon", type=float, default=0.05, show_default=True, help="Q's floor and ceiling margin")
-@click.option("--fid-bounds", type=(float, float), default=None, help="fixed [best worst] FID instead of the cohort's")
+@click.option("--clip-ceiling", type=FiniteFloat(0, 1, low_open=True), default=0.300, show_default=True, help="CLIPScore that gives P = 1")
+@click.option("--epsilon", type=FiniteFloat(0, 0.5, high_open=True), default=0.05, show_default=True, help="Q's floor and ceiling margin")
+@click.option("--fid-bounds", type=(FiniteFloat(0), FiniteFloat(0)), default=None, help="fixed [best worst] FID instead of the cohort's")
 @click.option("--json", "as_json", is_flag=True, help="print JSON on stdout instead of a table")
 @friendly_errors
 def score_cmd(metrics_csv: Path, clip_ceiling: float, epsilon: float, fid_bounds, as_json: bool) -> None:
@@ -166,6 +167,8 @@ def score_cmd(metrics_csv: Path, clip_ceiling: float, epsilon: float, fid_bounds
     published table gives them) — no models needed."""
     from ..scoring.table import read_metrics_csv, score_table
 
+    if fid_bounds is not None and not fid_bounds[0] < fid_bounds[1]:
+        raise SpqrError(f"--fid-bounds {fid_bounds[0]:g} {fid_bounds[1]:g}: give BEST then WORST, with BEST < WORST")
     rows = score_table(read_metrics_csv(metrics_csv), clip_ceiling=clip_ceiling, epsilon=epsilon, fid_bounds=fid_bounds)
     if as_json:
         click.echo(json.dumps([{"model": r.name, "S": r.S, "P": r.P, "Q": r.Q, "R": r.R, "SPQR": r.SPQR} for r in rows],
@@ -178,11 +181,11 @@ def score_cmd(metrics_csv: Path, clip_ceiling: float, epsilon: float, fid_bounds
 
 @click.command("plan-size")
 @click.argument("run_dir", required=False, type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--width", type=float, default=1.0, show_default=True,
+@click.option("--width", type=FiniteFloat(0.01, 200), default=1.0, show_default=True,
               help="target width of Δh's interval, in points (R moves ~0.25 per point near 0)")
-@click.option("--confidence", type=float, default=0.95, show_default=True)
-@click.option("--h-before", type=float, default=None, help="without a pilot run: expected h before BFT (%)")
-@click.option("--h-after", type=float, default=None, help="without a pilot run: expected h after BFT (%)")
+@click.option("--confidence", type=FiniteFloat(0, 1, low_open=True, high_open=True), default=0.95, show_default=True)
+@click.option("--h-before", type=FiniteFloat(0, 100), default=None, help="without a pilot run: expected h before BFT (%)")
+@click.option("--h-after", type=FiniteFloat(0, 100), default=None, help="without a pilot run: expected h after BFT (%)")
 @click.option("--samples", type=int, default=1, show_default=True, help="without a pilot run: images per prompt")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors

@@ -20,7 +20,12 @@ def history_url(value: str | None) -> str | None:
     """A URL as given; a path becomes the SQLite file it names (a folder: its history.sqlite)."""
     if value is None or "://" in value:
         return value
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:
+        from ..errors import InputError
+
+        raise InputError(f"--history '{value}': its '~user' is not a user on this machine — write the full path") from None
     if path.is_dir():
         path = path / "history.sqlite"
     return f"sqlite:///{path.resolve()}"

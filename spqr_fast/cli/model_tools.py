@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
+from ..safe_text import shown
 
 from ..errors import SpqrError
-from .common import existing_path, friendly_errors, model_options, prompt_file_options, stderr_console, threads_option
+from .common import (FiniteFloat, existing_path, friendly_errors, model_options, prompt_file_options, stderr_console,
+                     threads_option)
 
 
 @click.command("finetune")
@@ -20,7 +21,7 @@ from .common import existing_path, friendly_errors, model_options, prompt_file_o
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True)
+@click.option("--lr", "learning_rate", type=FiniteFloat(0, 1, low_open=True), default=1e-4, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="effective batch")
 @click.option("--micro-batch-size", type=int, default=None, help="per forward pass (gradient accumulation)")
 @click.option("--resolution", type=int, default=None, help="training size (default: the model's own, e.g. 512 for SD 1.5)")
@@ -87,7 +88,7 @@ def convert_cmd(checkpoint: Path, out_file: Path, base: Path | None, trust_pickl
         notes.append(f"partial: {check['missing']} UNet tensors missing, taken from the base when loaded"
                      if check["partial"] else "complete against the base UNet")
     for note in notes:
-        stderr_console().print(f"  {escape(note)}")
+        stderr_console().print(f"  {shown(note)}")
     load = ", ".join(f"{k}: {v}" for k, v in card["load_with"].items())
     click.echo(f"wrote {out_file} ({card['tensors']} tensors) and {card_path(out_file)} — evaluate it as "
                f"model: {{{load}}}")
@@ -99,13 +100,13 @@ def convert_cmd(checkpoint: Path, out_file: Path, base: Path | None, trust_pickl
 @click.option("--concept", "concepts", multiple=True, required=True, help="text to erase (repeat for several)")
 @click.option("--target", "targets", multiple=True, help="UCE: what each concept maps to (default: the empty prompt)")
 @click.option("--preserve", multiple=True, help="UCE: concepts to keep unchanged (repeat)")
-@click.option("--lamb", type=float, default=0.1, show_default=True, help="UCE: weight of staying close to W")
-@click.option("--preserve-scale", type=float, default=1.0, show_default=True)
+@click.option("--lamb", type=FiniteFloat(0), default=0.1, show_default=True, help="UCE: weight of staying close to W")
+@click.option("--preserve-scale", type=FiniteFloat(0), default=1.0, show_default=True)
 @click.option("--train", type=click.Choice(["xattn", "noxattn"]), default="xattn", show_default=True,
               help="ESD: ESD-x (cross-attention) or ESD-u (the rest)")
 @click.option("--iterations", type=int, default=1000, show_default=True)
-@click.option("--lr", type=float, default=1e-5, show_default=True)
-@click.option("--negative-guidance", type=float, default=1.0, show_default=True)
+@click.option("--lr", type=FiniteFloat(0, 1, low_open=True), default=1e-5, show_default=True)
+@click.option("--negative-guidance", type=FiniteFloat(0), default=1.0, show_default=True)
 @click.option("--ddim-steps", type=int, default=50, show_default=True)
 @click.option("--resolution", type=int, default=None, help="ESD sampling size (default: the UNet's native)")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -140,7 +141,7 @@ def erase_cmd(source, method: str, concepts, targets, preserve, lamb: float,
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default="auto", show_default=True)
 @click.option("--steps", type=int, default=50, show_default=True)
-@click.option("--guidance", type=float, default=7.5, show_default=True)
+@click.option("--guidance", type=FiniteFloat(0, 100), default=7.5, show_default=True)
 @click.option("--size", type=int, default=512, show_default=True)
 @click.option("--samples", type=int, default=1, show_default=True, help="images per prompt")
 @click.option("--batch-size", type=int, default=4, show_default=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..safe_text import printable, shown
 from .common import friendly_errors, stderr_console, stdout_console
 
 
@@ -18,6 +19,7 @@ def engines_group() -> None:
 @engines_group.command("list")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="default: $SPQR_ENGINE_CACHE or engines/cache")
 @click.option("--json", "as_json", is_flag=True)
+@friendly_errors
 def engines_list(root: Path | None, as_json: bool) -> None:
     from rich.table import Table
 
@@ -28,20 +30,22 @@ def engines_list(root: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(entries, indent=1, default=str))
         return
-    table = Table(title=f"artefacts in {cache.root}")
+    table = Table(title=f"artefacts in {shown(cache.root)}")
     for col in ("kind", "key", "model", "component", "precision", "built", "MiB", "valid"):
         table.add_column(col, overflow="fold")
     for e in entries:
         inputs = e.get("inputs", {})
         component = inputs.get("component") or ("pipeline" if "parts" in inputs else "")
-        table.add_row(e["kind"], e["key"][:12], e["model"], str(component), str(inputs.get("precision", "")),
-                      e["built_at"][:16].replace("T", " "), f"{e['bytes'] / 2**20:.1f}",
-                      "yes" if e["valid"] else f"no: {e['problem']}")
+        table.add_row(*(shown(cell) for cell in (
+            e["kind"], e["key"][:12], e["model"], component, inputs.get("precision", ""),
+            str(e["built_at"])[:16].replace("T", " "), f"{e['bytes'] / 2**20:.1f}",
+            "yes" if e["valid"] else f"no: {e['problem']}")))
     stdout_console().print(table)
 
 
 @engines_group.command("clear")
 @click.option("--root", type=click.Path(path_type=Path), default=None)
+@friendly_errors
 def engines_clear(root: Path | None) -> None:
     from ..export.cache import ArtefactCache
 
@@ -49,8 +53,8 @@ def engines_clear(root: Path | None) -> None:
     removed, kept = cache.clear()
     click.echo(f"removed {removed} artefact(s) from {cache.root}")
     if kept:
-        shown = ", ".join(str(p.relative_to(cache.root)) for p in kept[:5])
-        click.echo(f"left {len(kept)} path(s) that are not cache artefacts untouched: {shown}"
+        names = printable(", ".join(str(p.relative_to(cache.root)) for p in kept[:5]))
+        click.echo(f"left {len(kept)} path(s) that are not cache artefacts untouched: {names}"
                    f"{' …' if len(kept) > 5 else ''}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
+from ..safe_text import shown
 
 from ..plan import Stage, WorkItem, group_by_stage
 from ..progress import make_progress
@@ -27,7 +27,7 @@ class LocalExecutor:
         from ..sampling.stage_generator import StageGenerator
 
         generator = StageGenerator(ctx.cfg.generation, ctx.cfg.backend, ctx.out, ctx.device,
-                                   log=lambda m: ctx.console.print(escape(m)), threads=ctx.threads.used,
+                                   log=lambda m: ctx.console.print(shown(m)), threads=ctx.threads.used,
                                    hasher=ctx.hasher)
         by_stage = group_by_stage(items)
         load_reports = {}
@@ -35,7 +35,7 @@ class LocalExecutor:
             for st in stages:
                 stage_items = by_stage.get((st.model, st.stage), [])
                 todo = sum(not ctx.images.has(it.key) for it in stage_items)
-                task = progress.add_task(escape(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
+                task = progress.add_task(shown(f"generate {st.model} [{st.stage} BFT]"), total=len(stage_items),
                                          completed=len(stage_items) - todo, unit="img")
                 if todo:
                     reset_cuda_peak()  # memory_after_stage's CUDA peak is this stage's

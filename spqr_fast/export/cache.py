@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -18,6 +19,26 @@ from ..store import atomic_write_json, file_lock, file_sha256
 MANIFEST = "manifest.json"
 ENV_ROOT = "SPQR_ENGINE_CACHE"
 TMP_PREFIX = ".building-"
+KEY = re.compile(r"[0-9a-f]{24}")  # stable_hash(key_inputs, n=24): every artefact folder's name
+TMP_NAME = re.compile(rf"{re.escape(TMP_PREFIX)}([0-9a-f]{{24}})-[A-Za-z0-9_]+")  # tempfile.mkdtemp's suffix
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The folder's manifest when it is one spqr-fast wrote — a JSON object naming the folder's
+    own key and kind, with its inputs and file hashes — else None. A folder of a user's project
+    that happens to hold a `manifest.json` is not an artefact and is never listed or removed."""
+    path = folder / MANIFEST
+    if not KEY.fullmatch(folder.name) or path.is_symlink() or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != folder.name or data.get("kind") != folder.parent.name:
+        return None
+    if not isinstance(data.get("inputs"), dict) or not isinstance(data.get("files"), dict):
+        return None
+    return data
 
 
 def own_files(folder: Path) -> list[Path]:
@@ -39,13 +60,13 @@ def built_for(manifest: dict) -> str:
     sharing its weights later)."""
     source = manifest.get("source")
     if isinstance(source, dict) and source.get("path"):
-        words = Path(source["path"]).name
+        words = Path(str(source["path"])).name
         if source.get("unet_patch"):
-            words += f" + UNet patch {Path(source['unet_patch']).name}"
+            words += f" + UNet patch {Path(str(source['unet_patch'])).name}"
         if source.get("lora"):
-            words += f" + LoRA {Path(source['lora']).name}"
+            words += f" + LoRA {Path(str(source['lora'])).name}"
         return words
-    return Path(manifest["model"]).name if manifest.get("model") else "?"
+    return Path(str(manifest["model"])).name if manifest.get("model") else "?"
 
 
 def default_root() -> Path:
@@ -68,12 +89,16 @@ class ArtefactCache:
         if not manifest.is_file():
             return False, "no manifest (never built, or the build was interrupted)"
         try:
-            data = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
+            data = json.loads(manifest.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return False, "manifest is corrupt"
-        stats = data.get("stats", {})
-        for rel, sha in data.get("files", {}).items():
-            path = folder / rel
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            return False, "manifest is not an artefact manifest"
+        stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
+        for rel, sha in data["files"].items():
+            path = folder / str(rel)
+            if not path.resolve().is_relative_to(folder.resolve()):
+                return False, f"manifest names '{rel}' outside its folder"
             if not path.is_file():
                 return False, f"{rel} is missing"
             if not deep and stats.get(rel) == _stat(path):
@@ -130,12 +155,9 @@ class ArtefactCache:
     def entries(self) -> list[dict]:
         out = []
         for manifest in sorted(self.root.glob(f"*/*/{MANIFEST}")):
-            if manifest.parent.name.startswith("."):
-                continue  # a build in progress
-            try:
-                data = json.loads(manifest.read_text())
-            except json.JSONDecodeError:
-                data = {"key": manifest.parent.name, "kind": manifest.parent.parent.name, "inputs": {}}
+            data = read_manifest(manifest.parent)
+            if data is None:
+                continue  # a build in progress, or not an artefact of ours
             size = sum(p.stat().st_size for p in own_files(manifest.parent))
             ok, why = self.valid(manifest.parent)
             built = data.get("built_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(manifest.stat().st_mtime))
@@ -144,7 +166,8 @@ class ArtefactCache:
         return out
 
     def clear(self) -> tuple[int, list[Path]]:
-        """Remove the `kind/key` folders that carry a manifest (and leftovers of killed builds);
+        """Remove the `kind/key` folders that carry spqr-fast's own manifest (and leftovers of
+        killed builds, by their exact name pattern), each under the per-key lock a build holds;
         anything else under the root is left alone. Returns (removed, kept paths)."""
         removed, kept = 0, []
         if not self.root.is_dir():
@@ -155,15 +178,15 @@ class ArtefactCache:
                 continue
             for entry in sorted(kind_dir.iterdir()):
                 is_folder = entry.is_dir() and not entry.is_symlink()
-                if is_folder and entry.name.startswith(TMP_PREFIX):  # a build killed mid-way
-                    self.discard(entry)
-                elif is_folder and (entry / MANIFEST).is_file():
-                    self.discard(entry)
-                    removed += 1
-                elif entry.name.startswith(".") and entry.name.endswith(".lock") and entry.is_file():
-                    entry.unlink(missing_ok=True)
+                stale = TMP_NAME.fullmatch(entry.name)
+                key = stale.group(1) if stale else entry.name
+                if is_folder and (stale or read_manifest(entry) is not None):
+                    with file_lock(kind_dir / f".{key}.lock"):  # a build of this key finishes first
+                        if entry.exists():
+                            self.discard(entry)
+                            removed += 0 if stale else 1
+                elif entry.is_file() and entry.name.endswith(".lock") and KEY.fullmatch(entry.name[1:-5]):
+                    continue  # lock files stay: another process may hold one
                 else:
                     kept.append(entry)
-            if not any(kind_dir.iterdir()):
-                kind_dir.rmdir()
         return removed, kept

@@ -31,7 +31,7 @@ def _names(items: list[str], n: int = 3) -> str:
 
 
 def load_bft_dataset(folder: str | Path) -> BftDataset:
-    from PIL import Image, UnidentifiedImageError
+    from ..store import open_image
 
     root = Path(folder)
     meta = root / "metadata.jsonl"
@@ -58,7 +58,11 @@ def load_bft_dataset(folder: str | Path) -> BftDataset:
         except (json.JSONDecodeError, KeyError, TypeError):
             malformed.append(f"line {n}")
             continue
-        path = root / str(name)
+        name = str(name)
+        if "\x00" in name or len(name) > 4096 or any(len(part.encode()) > 255 for part in name.split("/")):
+            malformed.append(f"line {n} (a file name with a NUL byte or longer than file systems allow)")
+            continue
+        path = root / name
         if not path.resolve().is_relative_to(inside):  # '../x' or '/etc/x' would read files elsewhere
             outside.append(f"{name} (line {n})")
             continue
@@ -69,9 +73,9 @@ def load_bft_dataset(folder: str | Path) -> BftDataset:
             empty.append(f"{name} (line {n})")
             continue
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 im.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError):
+        except InputError:
             unreadable.append(str(name))
             continue
         files.append(path)
@@ -96,9 +100,9 @@ def load_training_image(path: Path, resolution: int) -> np.ndarray:
     """Resize the shorter side to `resolution`, centre-crop, scale to [-1, 1]; CHW float32."""
     from PIL import Image
 
-    from ..store import to_rgb8
+    from ..store import open_image, to_rgb8
 
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im = Image.fromarray(to_rgb8(im))
         scale = resolution / min(im.size)
         im = im.resize((max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))),

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import PromptSet
 from ..errors import InputError
+from ..input_files import file_kind
 from ..safe_text import printable
 from .model import MAX_PROMPT_CHARS, Prompt
 from .readers import read_table
@@ -33,10 +34,13 @@ FIRST_SHOWN = 5
 def read_prompt_file(spec: PromptSet, id_prefix: str = "p") -> tuple[list[Prompt], PromptFileReport]:
     """Every prompt of the file, in file order, and the report of how they were read."""
     path = Path(spec.path)
-    if path.is_dir():
+    kind = file_kind(path)
+    if kind == "a folder":
         raise InputError(f"prompt file '{path}' is a folder — give a prompt file (.csv, .jsonl, .json or .txt)")
-    if not path.is_file():
+    if kind == "missing":
         raise InputError(f"prompt file '{path}' not found — fix 'prompts.*.path'")
+    if kind is not None:
+        raise InputError(f"prompt file '{path}' is {kind}, not a regular file — give a prompt file")
     given = {role: getattr(spec, f"{role}_column") for role in ROLES}
     if spec.format == "visu":
         given = {"prompt": "nsfw", "category": "tag", **{k: v for k, v in given.items() if v is not None}}
@@ -63,6 +67,9 @@ def read_prompt_file(spec: PromptSet, id_prefix: str = "p") -> tuple[list[Prompt
             skipped.add("rows whose prompt is not text", place)
             continue
         clean = printable(text)
+        if not clean.strip():
+            skipped.add("rows with an empty prompt", place)  # control characters only
+            continue
         if clean != text:
             altered.add("prompts with control characters (replaced by spaces)", place)
         rows.append((_file_id(row.get(roles["id"]) if roles["id"] else None), clean.strip(), row, place))

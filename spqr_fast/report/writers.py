@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..safe_text import shown
+
 from ..schema import ModelRow, PerImageRecord, Results
 from ..store import publish_outputs
 
@@ -25,7 +27,9 @@ def leaderboard_table(rows: list[ModelRow], title: str = "SPQR leaderboard", wid
     from rich import box
 
     caption = "; ".join(filter(None, [tied_caption(rows), *undefined_reasons(rows)])) or None
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    # names, titles and captions come from data (a run name, a CSV row): shown, never obeyed as markup
+    table = Table(title=shown(title), caption=shown(caption) if caption else None, box=box.SIMPLE_HEAD,
+                  pad_edge=False)
     with_tifa = wide and any(r.metrics.tifa is not None for r in rows)
     cols = ("rank", "model", *(("role",) if wide else ()), *AXES, "Δh",
             *(("h before", "h after", "CLIPScore", fid) if wide else ()))
@@ -34,7 +38,7 @@ def leaderboard_table(rows: list[ModelRow], title: str = "SPQR leaderboard", wid
                          overflow="fold" if col == "model" else "ellipsis")
     for r in rows:
         m = r.metrics
-        cells = [rank_cell(r), r.name if wide or r.role != "base" else f"{r.name} (base)",
+        cells = [rank_cell(r), shown(r.name if wide or r.role != "base" else f"{r.name} (base)"),
                  *((r.role,) if wide else ()), *(fmt(getattr(r, a)) for a in AXES), fmt(m.delta_h, 2)]
         if wide:
             cells += [fmt(m.h_before, 1), fmt(m.h_after, 1), fmt(m.clip_score, 4), fmt(m.fid, 2)]

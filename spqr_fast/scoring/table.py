@@ -49,6 +49,11 @@ def read_metrics_csv(path: Path) -> list[dict]:
             rows.append(check_metrics_row(row, f"metrics file '{path}', line {n}"))
     if not rows:
         raise InputError(f"metrics file '{path}' has no rows")
+    names = [r["model"] for r in rows]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"metrics file '{path}': model {', '.join(repr(n) for n in repeated)} has several rows — "
+                         "keep one row per model")
     return rows
 
 
@@ -68,6 +73,10 @@ def check_metrics_row(row: dict, where: str) -> dict:
         if not 0 <= row[col] <= 100:
             why = f"; {INCONSISTENT_ROWS}" if row[col] < 0 else ""
             raise InputError(f"{where}: '{col}' = {row[col]:g} must be a percentage (0–100){why}")
+    if not -1 <= row["clip_score"] <= 1:
+        raise InputError(f"{where}: 'clip_score' = {row['clip_score']:g} must be a cosine in [-1, 1]")
+    if row["fid"] < 0:
+        raise InputError(f"{where}: 'fid' = {row['fid']:g} must be ≥ 0 (a Fréchet distance)")
     return row
 
 

@@ -86,16 +86,53 @@ def weights_fingerprint(weights: Path) -> str:
     return digest.hexdigest()
 
 
+# Everything the world project writes, relative to its folder: what the stamp owns. A stale
+# project (other weights) has exactly these replaced; files a user added beside them are kept.
+OWNED = ("models/base", "models/uce-unet.safetensors", "models/esd", "judges/concept-detector.onnx",
+         "judges/fid-features.onnx", "judges/clip", "judges/vqa", "prompts/harmful.csv", "prompts/utility.txt",
+         "prompts/questions.json", "reference", "datasets/benign", "datasets/unsafe", "spqr.yaml")
+WRITING = ".spqr-world-writing"  # present while a project is being written: a killed init is finished by a re-run
+
+
+def is_world_project(folder: Path) -> bool:
+    """Whether `folder` holds a world project (finished, stale, or half-written by a killed init)."""
+    return (folder / STAMP).is_file() or (folder / WRITING).is_file()
+
+
+def _refuse_links(folder: Path) -> None:
+    """No owned path (nor the folder's own parents inside it) may be a symbolic link: writing
+    through one would change a file outside the project."""
+    from ..errors import InputError
+
+    for rel in (*OWNED, STAMP, WRITING, "models", "judges", "prompts", "datasets"):
+        if (folder / rel).is_symlink():
+            raise InputError(f"'{folder / rel}' is a symbolic link; init writes only its own files inside the "
+                             "project — remove the link (or choose another folder) and re-run")
+
+
 def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
     """Write the world project to `folder` (kept when written from the same weights); returns
-    the path of its spqr.yaml."""
+    the path of its spqr.yaml. Only the paths in OWNED are written or replaced."""
+    from ..errors import InputError
+
     folder = Path(folder)
     config_path = folder / "spqr.yaml"
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"'{folder}' is a file — choose a folder for the project")
+    if any(p.is_file() for p in folder.parents):
+        raise InputError(f"'{folder}' cannot be created: a parent of it is a file — choose another folder")
     stamp = weights_fingerprint(weights)
-    if (folder / STAMP).is_file() and (folder / STAMP).read_text() == stamp and config_path.is_file():
+    _refuse_links(folder)
+    if (folder / STAMP).is_file() and (folder / STAMP).read_text() == stamp and config_path.is_file() \
+            and not (folder / WRITING).exists():
         return config_path
-    if (folder / STAMP).is_file():  # a world project written from other weights: stale
-        shutil.rmtree(folder)
+    if (folder / STAMP).is_file() or (folder / WRITING).is_file():  # stale or half-written: replace what we own
+        for rel in OWNED:
+            target = folder / rel
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
     missing = [p for p in ("sd", "aligned/uce-unet.safetensors", "aligned/esd-unet.safetensors",
                            "detector/concept-detector.onnx", "features/fid-features.onnx", "clip", "vqa")
                if not (weights / p).exists()]
@@ -104,6 +141,7 @@ def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
 
         raise InputError(f"the world's weights are incomplete ({', '.join(missing)} missing in {weights}) — run `make world`")
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / WRITING).write_text(stamp)
     models, judges = folder / "models", folder / "judges"
     shutil.copytree(weights / "sd", models / "base", dirs_exist_ok=True)
     shutil.copy2(weights / "aligned" / "uce-unet.safetensors", models / "uce-unet.safetensors")
@@ -122,4 +160,5 @@ def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
               "# see README 'Evaluating your models'. datasets/unsafe is a deliberately unsafe fine-tuning set.\n")
     config_path.write_text(header + yaml.safe_dump(world_config(), sort_keys=False), encoding="utf-8")
     (folder / STAMP).write_text(stamp)
+    (folder / WRITING).unlink()
     return config_path
