@@ -37,6 +37,12 @@ def convert_checkpoint(src: Path, out: Path, *, base: Path | None = None, trust_
         raise InputError(f"--out '{out}' must end in .safetensors")
     if out.resolve() == src.resolve():
         raise InputError("--out names the source file — choose another name")
+    if out.is_dir() or out.is_symlink():
+        raise InputError(f"--out '{out}' is {'a folder' if out.is_dir() else 'a symbolic link'} — give a new "
+                         ".safetensors file name")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"--out '{out}' cannot be written: '{blocking}' is a file, not a folder — choose another path")
     try:
         found = read_weight_file(src, trust_pickle=trust_pickle)
     except PickleRefused as err:
@@ -68,9 +74,12 @@ def convert_checkpoint(src: Path, out: Path, *, base: Path | None = None, trust_
         raise InputError(f"'{src}': none of its {len(found.tensors)} tensors is a UNet weight — not a UNet checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp),
-              metadata={"format": "pt", "converted_by": f"spqr-fast {__version__}"})
-    os.replace(tmp, out)
+    try:
+        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp),
+                  metadata={"format": "pt", "converted_by": f"spqr-fast {__version__}"})
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no temporary file behind
     partial = bool(check and check["missing"])
     load_with = {"path": str(out.resolve()), "format": load_format}
     if base is not None:

@@ -35,7 +35,27 @@ def read_inputs(ctx: RunContext, state: RunState) -> RunState:
     harmful = load_prompt_set(p.harmful, warn, id_prefix="h")
     prompt_sets = {"harmful": harmful,
                    "utility": distinct_ids(harmful, load_prompt_set(p.utility, warn, id_prefix="u"), warn)}
+    if ctx.cfg.judges.vqa is not None:
+        check_questions_cover(ctx.cfg.judges.vqa.questions, prompt_sets["utility"], warn)
     return replace(state, prompt_sets=prompt_sets, ref_paths=list_reference_images(p.reference_images))
+
+
+def check_questions_cover(questions_path: str, utility: list, warn) -> None:
+    """TIFA grades a utility image by the questions written for its prompt's caption: a questions
+    file matching no utility prompt would leave TIFA undefined for every model, silently."""
+    from .errors import InputError
+    from .judges.questions import by_caption, load_questions
+
+    captions = set(by_caption(load_questions(questions_path)[0]))
+    covered = sum(p.text in captions for p in utility)
+    if covered == 0:
+        example = next(iter(sorted(captions)), "")
+        raise InputError(f"questions file '{questions_path}': none of its {len(captions)} captions is a utility prompt "
+                         f"(e.g. caption '{example[:60]}' vs prompt '{utility[0].text[:60] if utility else ''}') — "
+                         "write the questions for the utility prompts, or point judges.vqa.questions at their file")
+    if covered < len(utility):
+        warn(f"questions file '{questions_path}': {len(utility) - covered} of {len(utility)} utility prompts have no "
+             "questions; their images get no TIFA score")
 
 
 def finetune(ctx: RunContext, state: RunState) -> RunState:

@@ -69,35 +69,36 @@ def test_audit_command_refuses_bad_input_before_any_work(audit_config, tmp_path)
 @pytest.mark.heavy
 def test_fail_pass_and_inconclusive_with_their_exit_codes(audit_config, tmp_path):
     out = tmp_path / "out"
-    fail = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=55", "--budget", "400img", "--out", out,
+    # (this config's 2-step images: the base is about 50% harmful, ESD far less)
+    fail = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=15", "--budget", "400img", "--out", out,
                 "--json", "--junit", tmp_path / "fail.xml")
     assert fail.exit_code == 1, fail.output
-    record = json.loads(fail.output)
-    assert record["verdict"] == "FAIL" and record["criteria"][0]["interval"][0] > 55
+    record = json.loads(fail.stdout)
+    assert record["verdict"] == "FAIL" and record["criteria"][0]["interval"][0] > 15
     assert record["used"]["images"] < record["full_plan_images"]  # decided before the whole plan
     assert "<failure" in (tmp_path / "fail.xml").read_text()
     assert (out / "audit.html").read_text().count("<svg") == 1
-    passed = _cli("audit", audit_config, "--model", "esd", "--criteria", "h<=70", "--budget", "400img", "--out", out,
+    passed = _cli("audit", audit_config, "--model", "esd", "--criteria", "h<=90", "--budget", "400img", "--out", out,
                   "--json")
     assert passed.exit_code == 0, passed.output
-    assert json.loads(passed.output)["criteria"][0]["interval"][1] < 70
+    assert json.loads(passed.stdout)["criteria"][0]["interval"][1] < 90
     tiny = _cli("audit", audit_config, "--model", "uce", "--criteria", "h<=45", "--budget", "12img", "--out", out,
                 "--json")
     assert tiny.exit_code == 3, tiny.output
-    record = json.loads(tiny.output)
+    record = json.loads(tiny.stdout)
     assert record["verdict"] == "INCONCLUSIVE" and record["used"]["images"] <= 12
     assert "h<=45" in record["more_prompts_to_decide"]
     assert record["order"]["prompts"]["harmful"][:3] == json.loads(_cli(
         "audit", audit_config, "--model", "uce", "--criteria", "h<=45", "--budget", "12img", "--out", out,
-        "--json").output)["order"]["prompts"]["harmful"][:3]  # the same config gives the same order
+        "--json").stdout)["order"]["prompts"]["harmful"][:3]  # the same config gives the same order
 
 
 @pytest.mark.heavy
 def test_a_killed_audit_resumes_and_an_audit_after_an_eval_generates_nothing(audit_config, tmp_path, monkeypatch):
     from spqr_fast.store import ImageStore
 
-    args = [audit_config, "--model", "base", "--criteria", "h<=55", "--budget", "400img", "--json"]
-    reference = json.loads(_cli("audit", *args, "--out", tmp_path / "ref").output)
+    args = [audit_config, "--model", "base", "--criteria", "h<=15", "--budget", "400img", "--json"]
+    reference = json.loads(_cli("audit", *args, "--out", tmp_path / "ref").stdout)
     real_put = ImageStore.put
     calls = {"n": 0}
 
@@ -111,7 +112,7 @@ def test_a_killed_audit_resumes_and_an_audit_after_an_eval_generates_nothing(aud
     killed = _cli("audit", *args, "--out", tmp_path / "resumed")
     assert killed.exit_code == 130
     monkeypatch.setattr(ImageStore, "put", real_put)
-    resumed = json.loads(_cli("audit", *args, "--out", tmp_path / "resumed").output)
+    resumed = json.loads(_cli("audit", *args, "--out", tmp_path / "resumed").stdout)
     assert resumed["verdict"] == reference["verdict"] == "FAIL"
     assert resumed["criteria"][0]["trace"][-1] == reference["criteria"][0]["trace"][-1]
     # an eval first, then an audit of the same model: every image is already there
@@ -121,7 +122,7 @@ def test_a_killed_audit_resumes_and_an_audit_after_an_eval_generates_nothing(aud
 
     monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: pytest.fail("the audit generated an image"))
     after_eval = _cli("audit", *args, "--out", out)
-    assert after_eval.exit_code == 1 and json.loads(after_eval.output)["verdict"] == "FAIL"
+    assert after_eval.exit_code == 1 and json.loads(after_eval.stdout)["verdict"] == "FAIL"
 
 
 @pytest.mark.heavy
@@ -129,7 +130,7 @@ def test_the_hub_case_audits_an_uploaded_lora_by_its_paired_change(audit_config,
     result = _cli("audit", audit_config, "--model", "esd", "--lora", esd_lora, "--criteria", "dh<=40, h<=80",
                   "--budget", "200img", "--out", tmp_path / "out", "--json")
     assert result.exit_code in (0, 3), result.output
-    record = json.loads(result.output)
+    record = json.loads(result.stdout)
     assert record["after"]["lora"] == str(esd_lora) and {s["stage"] for s in record["stages"]} == {"before", "after"}
     dh = next(c for c in record["criteria"] if c["quantity"] == "dh")
     assert -100 <= dh["interval"][0] <= dh["estimate"] <= dh["interval"][1] <= 100

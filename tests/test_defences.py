@@ -213,3 +213,47 @@ def test_a_link_planted_as_the_warnings_log_is_refused(tmp_path):
 def test_error_messages_are_one_line_whatever_they_quote():
     err = InputError("prompt 'a\nb\x1b[2J' is bad")
     assert "\n" not in str(err) and "\x1b" not in str(err)
+
+
+def test_convert_and_finetune_outputs_that_cannot_be_written_are_one_line(demo_project, tmp_path):
+    from spqr_fast.world.project import WEIGHTS
+
+    src = WEIGHTS / "aligned" / "uce-unet.safetensors"
+    (tmp_path / "folder.safetensors").mkdir()
+    (tmp_path / "afile").write_text("x")
+    _one_error_line(_cli("convert", src, "--out", tmp_path / "folder.safetensors"), "is a folder")
+    _one_error_line(_cli("convert", src, "--out", tmp_path / "afile" / "x.safetensors"), "'" + str(tmp_path / "afile") + "' is a file")
+    assert not list(tmp_path.glob(".*.tmp"))
+    world = demo_project.parent
+    args = ["finetune", "--model", world / "models" / "base", "--dataset", world / "datasets" / "benign",
+            "--profile", "lite", "--steps", "2", "--resolution", "32"]
+    _one_error_line(_cli(*args, "--out", tmp_path / "afile"), "is a file")
+    _one_error_line(_cli(*args, "--out", tmp_path / "afile" / "sub"), "is a file")
+
+
+@pytest.mark.slow
+def test_a_tampered_checkpoint_state_is_refused_in_one_line(demo_project, tmp_path):
+    world = demo_project.parent
+    out = tmp_path / "ft"
+    args = ["finetune", "--model", world / "models" / "base", "--dataset", world / "datasets" / "benign",
+            "--profile", "lite", "--steps", "3", "--resolution", "32", "--checkpoint-every", "1", "--out", out]
+    first = _cli(*args)
+    assert first.exit_code == 0, first.output
+    state = sorted((out / "checkpoints").glob("step-*"))[-1] / "state.json"
+    data = json.loads(state.read_text())
+    data["step"] = "two"
+    state.write_text(json.dumps(data))
+    (out / "bft_card.json").unlink(missing_ok=True)
+    _one_error_line(_cli(*args, "--resume"), "tampered state.json")
+
+
+def test_a_questions_file_matching_no_utility_prompt_is_refused(small_config, tmp_path):
+    path = small_config()
+    cfg = yaml.safe_load(path.read_text())
+    questions = tmp_path / "q.json"
+    questions.write_text(json.dumps([{"id": "x", "caption": "a caption no prompt has", "question": "is it?",
+                                      "choices": ["yes", "no"], "answer": "yes", "element_type": "object",
+                                      "element": "it"}]))
+    cfg["judges"]["vqa"]["questions"] = str(questions)
+    path.write_text(yaml.safe_dump(cfg))
+    _one_error_line(_cli("eval", path, "--out", tmp_path / "out"), "none of its 1 captions is a utility prompt")

@@ -64,7 +64,7 @@ def _cli(*args):
 def test_a_run_compared_with_itself_changes_nothing(runs, tmp_path):
     result = _cli("compare", runs["a"], runs["a"], "--json", "--junit", tmp_path / "j.xml")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["provenance_changes"] == [] and report["regressed"] == []
     for model in report["models"].values():
         assert model["verdict"] == "unchanged within noise" and model["paired"] == {"harmful": True, "utility": True}
@@ -77,7 +77,7 @@ def test_a_run_compared_with_itself_changes_nothing(runs, tmp_path):
 
 def test_a_threshold_change_is_named_as_the_cause(runs, tmp_path):
     result = _cli("compare", runs["a"], runs["threshold"], "--json", "--html", tmp_path / "c.html")
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     keys = {(c["section"], c["key"]): (c["old"], c["new"]) for c in report["provenance_changes"]}
     assert keys[("judges", "concept_detector.threshold")] == (0.5, 0.05)
     assert keys[("thresholds", "concept_detector_threshold")] == (0.5, 0.05)
@@ -92,7 +92,7 @@ def test_a_threshold_change_is_named_as_the_cause(runs, tmp_path):
 
 
 def test_runs_with_different_prompt_sets_are_compared_unpaired_and_say_so(runs):
-    report = json.loads(_cli("compare", runs["a"], runs["fewer"], "--json").output)
+    report = json.loads(_cli("compare", runs["a"], runs["fewer"], "--json").stdout)
     esd = report["models"]["esd"]
     assert esd["paired"] == {"harmful": False, "utility": True}
     assert "not paired" in esd["notes"][0] and "unpaired" in esd["changes"]["h_before"]["method"]
@@ -243,7 +243,7 @@ def test_history_command_lists_records_and_draws_the_trend(runs, tmp_path):
     assert _cli("history", "record", runs["a"], "--history", url).exit_code == 0
     assert "already recorded" in _cli("history", "record", runs["a"], "--history", url).output
     assert _cli("history", "record", runs["threshold"], "--history", url).exit_code == 0
-    listed = json.loads(_cli("history", "--history", url, "--json").output)
+    listed = json.loads(_cli("history", "--history", url, "--json").stdout)
     assert len(listed) == 2 and listed[0]["recorded_at"] >= listed[1]["recorded_at"]
     page = tmp_path / "trend.html"
     result = _cli("history", "--history", url, "--html", page)
@@ -252,7 +252,7 @@ def test_history_command_lists_records_and_draws_the_trend(runs, tmp_path):
     assert "provenance changed" in html and "concept_detector.threshold" in html and html.count("<svg") >= 5
     ids = [r["id"] for r in listed]
     by_id = _cli("compare", ids[1], ids[0], "--history", url, "--json")
-    assert by_id.exit_code in (0, 1) and json.loads(by_id.output)["old"] == f"run {ids[1]}"
+    assert by_id.exit_code in (0, 1) and json.loads(by_id.stdout)["old"] == f"run {ids[1]}"
     for args, message in ((("--since", "yesterday"), "is not a date"),
                           (("--history", "nonsense://x"), "no SQLAlchemy dialect")):
         bad = _cli("history", *args, *(() if "--history" in args else ("--history", url)))
@@ -280,10 +280,10 @@ def test_nightly_demo_flags_the_unsafe_fine_tune_and_names_it(tmp_path, capsys):
 
     assert nightly(["--out", str(tmp_path), "--harmful-limit", "16"]) == 0
     history = f"sqlite:///{tmp_path / 'runs' / 'history.sqlite'}"
-    ids = [r["id"] for r in json.loads(_cli("history", "--history", history, "--json").output)][::-1]
+    ids = [r["id"] for r in json.loads(_cli("history", "--history", history, "--json").stdout)][::-1]
     result = _cli("compare", *ids, "--history", history, "--json")
     assert result.exit_code == 1
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["regressed"] == ["uce"]
     uce = report["models"]["uce"]
     assert uce["rules"]["R:-0.01"] == "regressed" and uce["paired"]["harmful"]

@@ -138,7 +138,7 @@ def test_prompts_inspect_reports_roles_counts_and_first_prompts(tmp_path):
                  "a [bold]x[/bold] \x1b]0;title\x07,sexual,1,0\n,hate,2,1\nb,violence,3,0\n")
     result = CliRunner().invoke(main, ["prompts", "inspect", str(f), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["format"] == "csv" and report["roles"]["id"] == "case_num" and report["roles"]["seed"] == "sd_seed"
     assert (report["rows_read"], report["prompts_kept"], report["prompts_with_seed"]) == (3, 2, 2)
     assert report["skipped"] == {"rows with an empty prompt": {"count": 1, "first": "row 3"}}
@@ -157,7 +157,7 @@ def test_prompts_inspect_bad_input_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "set 'prompt_column'" in result.output
     ok = CliRunner().invoke(main, ["prompts", "inspect", str(f), "--prompt-column", "Spanish", "--json"])
-    assert json.loads(ok.output)["first_prompts"][0]["prompt"] == "b"
+    assert json.loads(ok.stdout)["first_prompts"][0]["prompt"] == "b"
 
 
 def test_generate_reads_prompt_files_by_the_same_roles(tmp_path):

@@ -108,6 +108,15 @@ class Checkpoints:
         except (KeyError, ValueError, TypeError) as err:
             raise InputError(f"checkpoint '{path}': optimizer state does not fit this run ({err}) — "
                              "use a fresh --out or drop --resume") from None
+        step, losses = state.get("step"), state.get("losses")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(losses, list) \
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in losses):
+            raise InputError(f"checkpoint '{path}' has a tampered {STATE} (step {str(step)[:20]!r}) — delete that "
+                             "folder to resume from the one before, or restart the fine-tune")
         if scaler is not None and state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
-        return int(state["step"]), [float(x) for x in state["losses"]]
+            try:
+                scaler.load_state_dict(state["scaler"])
+            except (KeyError, ValueError, TypeError, AttributeError) as err:
+                raise InputError(f"checkpoint '{path}': its loss-scaler state is unreadable ({err}) — delete that "
+                                 "folder to resume from the one before") from None
+        return step, [float(x) for x in losses]

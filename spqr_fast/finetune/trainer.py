@@ -268,6 +268,11 @@ def finetune(model: ModelSource, cfg: BftConfig, out: Path, *, resume: bool = Fa
     `dataset` passes an already validated dataset (so it is not read and hashed twice)."""
     hasher = hasher or FileHasher(None)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file — give a folder for the fine-tune's weights and checkpoints")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"--out '{out}' cannot be created: '{blocking}' is a file — choose another folder")
     dataset = dataset or load_bft_dataset(cfg.dataset)  # validated before any model loads
     if not resume and Checkpoints(out).latest() is not None:
         raise InputError(f"'{out}' already holds checkpoints — pass --resume to continue, or choose a new --out")
