@@ -56,19 +56,21 @@ OWN_FOLDERS = ("images", "records", "bft", ".cache", OUTPUT_SETS)
 
 
 @contextmanager
-def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """An exclusive advisory lock on `path`, held for the block and released even when the
-    process is killed. `on_wait` is called once if another process holds it."""
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None, *, shared: bool = False) -> Iterator[None]:
+    """An advisory lock on `path` (exclusive, or `shared` with other shared holders), held for the
+    block and released even when the process is killed. `on_wait` is called once if another
+    process holds it."""
     import fcntl
 
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             if on_wait is not None:
                 on_wait()
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            fcntl.flock(fh, mode)
         try:
             yield
         finally:

@@ -301,3 +301,30 @@ def _as_written(resolved):
     """(components, the backend report as provenance writes it)."""
     components, report = resolved
     return components, report.dump()
+
+
+def test_an_artefact_cleared_between_its_build_and_its_use_is_built_again_not_abandoned(lora_source, exported,
+                                                                                         monkeypatch):
+    """`engines clear` while a run resolves its backend: the run builds the export again and
+    runs on ONNX Runtime, rather than falling back to torch with different results."""
+    import spqr_fast.backends.resolve as resolve
+
+    cache, _ = exported
+    real_export = resolve.cached_onnx_export
+    calls = {"n": 0}
+
+    def export_then_clear(*args, **kwargs):
+        folder = real_export(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            ArtefactCache(cache.root).clear()  # another process clears the cache right now
+        return folder
+
+    monkeypatch.setattr(resolve, "cached_onnx_export", export_then_clear)
+    log = []
+    resolver = BackendResolver(BackendConfig(kind="ort", cache_root=str(cache.root)), FileHasher(None),
+                               log=log.append, offer=CPU_ONLY)
+    pipe, _ = load_pipeline(lora_source)
+    components, report = _as_written(resolver.resolve(lora_source, pipe, height=64, width=64, label="m"))
+    assert report["chosen"] == "ort-cpu" and isinstance(components, OrtComponents)
+    assert calls["n"] == 2 and any("building it again" in line for line in log)

@@ -232,19 +232,29 @@ def test_convert_and_finetune_outputs_that_cannot_be_written_are_one_line(demo_p
 
 
 @pytest.mark.slow
-def test_a_tampered_checkpoint_state_is_refused_in_one_line(demo_project, tmp_path):
+def test_a_tampered_checkpoint_state_is_refused_in_one_line(demo_project, tmp_path, monkeypatch):
+    from spqr_fast.finetune.checkpoints import Checkpoints
+
     world = demo_project.parent
     out = tmp_path / "ft"
     args = ["finetune", "--model", world / "models" / "base", "--dataset", world / "datasets" / "benign",
             "--profile", "lite", "--steps", "3", "--resolution", "32", "--checkpoint-every", "1", "--out", out]
-    first = _cli(*args)
-    assert first.exit_code == 0, first.output
+    real_save = Checkpoints.save
+
+    def save_then_die(self, *a, **k):
+        real_save(self, *a, **k)
+        raise KeyboardInterrupt  # killed right after the first checkpoint
+
+    monkeypatch.setattr(Checkpoints, "save", save_then_die)
+    assert _cli(*args).exit_code == 130
+    monkeypatch.setattr(Checkpoints, "save", real_save)
     state = sorted((out / "checkpoints").glob("step-*"))[-1] / "state.json"
     data = json.loads(state.read_text())
     data["step"] = "two"
     state.write_text(json.dumps(data))
-    (out / "bft_card.json").unlink(missing_ok=True)
-    _one_error_line(_cli(*args, "--resume"), "tampered state.json")
+    resumed = _cli(*args, "--resume")
+    assert resumed.exit_code == 2 and resumed.output.count("error:") == 1 and "Traceback" not in resumed.output
+    assert "tampered state.json (step 'two')" in resumed.output.splitlines()[-1]
 
 
 def test_a_questions_file_matching_no_utility_prompt_is_refused(small_config, tmp_path):
@@ -257,3 +267,22 @@ def test_a_questions_file_matching_no_utility_prompt_is_refused(small_config, tm
     cfg["judges"]["vqa"]["questions"] = str(questions)
     path.write_text(yaml.safe_dump(cfg))
     _one_error_line(_cli("eval", path, "--out", tmp_path / "out"), "none of its 1 captions is a utility prompt")
+
+
+def test_a_killed_generate_rerun_cleans_up_and_writes_the_same_index(demo_project, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red cross\na blue circle\n")
+    out = tmp_path / "g"
+    args = ["generate", "--model", demo_project.parent / "models" / "base", "--prompts", prompts, "--out", out,
+            "--steps", "2", "--size", "32", "--backend", "torch", "--device", "cpu"]
+    assert _cli(*args).exit_code == 0
+    index = (out / "index.jsonl").read_text()
+    # what a kill -9 mid-write leaves: half-written temporary files beside the store's files
+    first = sorted((out / "images").rglob("*.png"))[0]
+    (first.parent / f".{first.name}.123.tmp").write_bytes(b"half")
+    (out / ".index.jsonl.456.tmp").write_bytes(b"half")
+    first.unlink()
+    again = _cli(*args)
+    assert again.exit_code == 0, again.output
+    assert (out / "index.jsonl").read_text() == index
+    assert not list(out.rglob("*.tmp"))

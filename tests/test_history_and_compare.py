@@ -260,16 +260,25 @@ def test_history_command_lists_records_and_draws_the_trend(runs, tmp_path):
 
 
 def test_an_unreachable_database_during_eval_loses_nothing(small_config, tmp_path):
-    """Results are written first; the recording failure is one warning naming `history record`."""
+    """Results are written first; the recording failure is one warning naming `history record`.
+    (The run's name holds markup and escape sequences: shown, never obeyed.)"""
     out = tmp_path / "out"
-    result = _cli("eval", small_config(), "--out", out, "--history",
+    config = small_config(name="[/][link=file:///etc/passwd]x[/link] \x1b]0;pwned\x07run")
+    result = _cli("eval", config, "--out", out, "--history",
                   "postgresql+psycopg://u@/db?host=/nonexistent&port=1")
     assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "[link=file:///etc/passwd]x[/link]" in result.output
     assert (out / "results.json").is_file()
     text = " ".join(result.output.split())
     assert "run not recorded in the history" in text and f"spqr-fast history record {out}" in text
-    ok = _cli("eval", small_config(), "--out", out)
+    ok = _cli("eval", config, "--out", out)
     assert "recorded as run" in ok.output and (out / "history.sqlite").is_file()
+    listed = _cli("history", "--history", out)
+    assert listed.exit_code == 0 and "\x1b" not in listed.output and "[/]" in listed.output
+    odd = tmp_path / "[bold]odd\x1b[2J"
+    shutil.copytree(out, odd, symlinks=True)
+    compared = _cli("compare", out, odd)
+    assert compared.exit_code == 0 and "\x1b" not in compared.output and "[bold]odd" in compared.output
 
 
 @pytest.mark.heavy

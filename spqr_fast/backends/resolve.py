@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import BackendConfig, ModelSource
-from ..export.cache import ArtefactCache
+from ..export.cache import ArtefactCache, ArtefactGone
 from ..export.onnx_export import cached_onnx_export, missing_components
 from ..keys import FileHasher
 from .parity import ScalarParity, check_parity
@@ -59,12 +59,20 @@ class BackendResolver:
                torch_pipe=None):
         # the reference pipeline is lent to the exporter when it is what the export loads anyway
         lend = torch_pipe if precision == "fp32" and device == "cpu" else None
-        folder = cached_onnx_export(src, self.cache, self.hasher, precision=precision, opset=self.cfg.opset,
-                                    device=device, attention=self._attention(candidate), log=self.log,
-                                    loaded=lend)
-        if candidate.startswith("ort-"):
-            return self._ort(folder, ORT_PROVIDERS[candidate])
-        return self._tensorrt(folder, precision, height, width)
+        for attempt in (1, 2):
+            folder = cached_onnx_export(src, self.cache, self.hasher, precision=precision, opset=self.cfg.opset,
+                                        device=device, attention=self._attention(candidate), log=self.log,
+                                        loaded=lend)
+            try:
+                with self.cache.reading(folder):  # `engines clear` waits while the sessions open
+                    if candidate.startswith("ort-"):
+                        return self._ort(folder, ORT_PROVIDERS[candidate])
+                    return self._tensorrt(folder, precision, height, width)
+            except ArtefactGone as gone:
+                if attempt == 2:
+                    raise
+                self.log(f"{gone} (removed while this run was using the cache) — building it again")
+        raise AssertionError("unreachable")
 
     def _tensorrt(self, folder: Path, precision: str, height: int, width: int):
         from .ort_backend import PipelineInfo

@@ -10,7 +10,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..keys import stable_hash
@@ -21,6 +22,13 @@ ENV_ROOT = "SPQR_ENGINE_CACHE"
 TMP_PREFIX = ".building-"
 KEY = re.compile(r"[0-9a-f]{24}")  # stable_hash(key_inputs, n=24): every artefact folder's name
 TMP_NAME = re.compile(rf"{re.escape(TMP_PREFIX)}([0-9a-f]{{24}})-[A-Za-z0-9_]+")  # tempfile.mkdtemp's suffix
+
+
+CLEAR_LOCK = ".clear.lock"  # exclusive while `engines clear` runs, shared while a run opens an artefact
+
+
+class ArtefactGone(Exception):
+    """An artefact was removed (or broken) between its build and its use: build it again."""
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -149,6 +157,23 @@ class ArtefactCache:
                 self.discard(tmp)
         return folder
 
+    @contextmanager
+    def reading(self, folder: Path) -> Iterator[Path]:
+        """Hold the artefact while its files are opened: `engines clear` waits until the block
+        ends, and an artefact that vanished before it began (cleared between its build and its
+        use) raises ArtefactGone, so the caller builds it again instead of falling back."""
+        with file_lock(self.root / CLEAR_LOCK, shared=True):
+            ok, why = self.valid(folder)
+            if ok:
+                for top, dirs, names in os.walk(folder):
+                    for name in (*dirs, *names):
+                        link = Path(top) / name
+                        if link.is_symlink() and not link.exists():
+                            ok, why = False, f"{link.relative_to(folder)} links to a removed artefact"
+            if not ok:
+                raise ArtefactGone(f"artefact {folder.name}: {why}")
+            yield folder
+
     def discard(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -169,10 +194,16 @@ class ArtefactCache:
         """Remove the `kind/key` folders that carry spqr-fast's own manifest (and leftovers of
         killed builds, by their exact name pattern), each under the per-key lock a build holds;
         anything else under the root is left alone. Returns (removed, kept paths)."""
-        removed, kept = 0, []
         if not self.root.is_dir():
             return 0, []
+        with file_lock(self.root / CLEAR_LOCK):  # runs opening an artefact finish first
+            return self._clear()
+
+    def _clear(self) -> tuple[int, list[Path]]:
+        removed, kept = 0, []
         for kind_dir in sorted(self.root.iterdir()):
+            if kind_dir.name == CLEAR_LOCK:
+                continue
             if not kind_dir.is_dir() or kind_dir.is_symlink():
                 kept.append(kind_dir)
                 continue

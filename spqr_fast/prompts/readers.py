@@ -145,9 +145,6 @@ def read_json(path: Path, json_path: str | None) -> Table:
                 row = {"prompt": value} if not isinstance(value, dict) else dict(value)
                 row.setdefault("category", key)
                 _add_entry(table, row, f"'{key}' entry {i}", path)
-    elif isinstance(data, dict) and data and all(isinstance(v, str) for v in data.values()):
-        for key, value in data.items():  # {id: prompt}
-            _add_entry(table, {"id": key, "prompt": value}, f"'{key}'", path)
     else:
         raise InputError(f"prompt file '{path}': {where} is neither a list of prompts nor a mapping of categories "
                          f"to prompt lists — set 'json_path' to where the prompts are{_keys_hint(data)}")

@@ -104,12 +104,13 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], str]] = {
     # prompt files
     "prompts-binary-csv": (lambda c: _with_prompts(c, c.file("p.csv", b"prompt\n\xff\xfe\x00\x81" * 20)), "not UTF-8"),
     "prompts-binary-txt": (lambda c: _with_prompts(c, c.file("p.txt", b"\x80\x81\x82"), "utility"), "not UTF-8"),
-    "prompts-csv-no-prompt-column": (lambda c: _with_prompts(c, c.file("p.csv", "text\nhello\n")), "'prompt' column"),
+    "prompts-csv-no-prompt-column": (lambda c: _with_prompts(c, c.file("p.csv", "Original,Spanish\nhi,hola\nno,no\n")),
+                                     "set 'prompt_column'"),
     "prompts-jsonl-bad-line": (lambda c: _with_prompts(c, c.file("p.jsonl", '{"prompt": "a"}\n{nope\n')), "line 2"),
-    "prompts-json-not-a-list": (lambda c: _with_prompts(c, c.file("p.json", '{"prompt": "a"}')), "JSON list"),
+    "prompts-json-not-a-list": (lambda c: _with_prompts(c, c.file("p.json", '{"prompt": "a"}')), "neither a list"),
     "prompts-unknown-extension": (lambda c: _with_prompts(c, c.file("p.docx", "a")), "unknown extension"),
     "prompts-a-folder": (lambda c: _with_prompts(c, c.tmp), "is a folder"),
-    "prompts-empty": (lambda c: _with_prompts(c, c.file("p.txt", "\n\n")), "no prompts left"),
+    "prompts-empty": (lambda c: _with_prompts(c, c.file("p.txt", "\n\n")), "holds no prompts"),
     "reference-one-image": (lambda c: c.eval(c.cfg(_set("prompts.reference_images", str(
         c.file("ref/a.png", PNG_1PX).parent)))), "at least 2"),
     "questions-not-utf8": (lambda c: c.eval(c.cfg(_set("judges.vqa.questions", str(c.file("q.json", b"[\xff]"))))),

@@ -73,11 +73,13 @@ def test_engines_clear_removes_only_artefacts(tmp_path):
     (root / "notes.txt").write_text("mine")
     (root / "onnx" / "my-folder").mkdir()
     (root / "onnx" / "my-folder" / "keep.bin").write_bytes(b"k")
-    (root / "onnx" / ".building-abc-123").mkdir()  # a killed build
+    killed = root / "onnx" / f".building-{'ab' * 12}-x7k2q"  # a killed build: tempfile's name for one
+    killed.mkdir()
+    (root / "onnx" / ".building-assets").mkdir()  # a user's folder that merely starts the same way
     proc = run_cli("engines", "clear", "--root", root)
     assert proc.returncode == 0, proc.stderr
-    assert "removed 1 artefact(s)" in proc.stdout and "left 2 path(s)" in proc.stdout
-    assert not built.exists() and not (root / "onnx" / ".building-abc-123").exists()
+    assert "removed 1 artefact(s)" in proc.stdout and "left 3 path(s)" in proc.stdout
+    assert not built.exists() and not killed.exists() and (root / "onnx" / ".building-assets").is_dir()
     assert (root / "notes.txt").read_text() == "mine" and (root / "onnx" / "my-folder" / "keep.bin").is_file()
 
 
