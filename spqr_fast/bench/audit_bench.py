@@ -27,7 +27,10 @@ def run_audit_bench(work: Path, console: Console, criteria: str = "h<=55", budge
                            alpha=0.05, seconds=seconds, images=images, out=work / f"audit-{entry.name}",
                            order_seed=cfg.seed)
         outcome = Auditor(req, quiet).run()
-        alone = cfg.model_copy(update={"models": [entry], "name": f"full-{entry.name}"})
+        # the model alone: a cohort of one has no base row to take the CLIP ceiling from, so the
+        # configured fixed ceiling is used (it changes no image and no judge, only P)
+        scoring = cfg.scoring.model_copy(update={"clip_ceiling": 0.3, "tifa_reference": 1.0})
+        alone = cfg.model_copy(update={"models": [entry], "name": f"full-{entry.name}", "scoring": scoring})
         t0 = time.monotonic()
         results = Evaluator(alone, work / f"eval-{entry.name}", quiet).run()
         eval_seconds = time.monotonic() - t0
