@@ -6,6 +6,7 @@ audit and an eval of the same model share every image, and a killed audit resume
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -105,20 +106,21 @@ class Auditor:
 
         req = self.req
         cfg = audit_config(req)
-        # the stages' own progress lines (backend choice, per-stage bars) would repeat at every chunk:
-        # the audit prints one line per chunk instead
-        evaluator = Evaluator(cfg, req.out, Console(stderr=True, quiet=True))
+        evaluator = Evaluator(cfg, req.out, self.console)
         executor = LocalExecutor()
         needs_after = any(c.quantity.needs_after for c in req.criteria)
         sets_needed = {c.quantity.prompt_set for c in req.criteria}
         with file_lock(evaluator.out / ".lock", on_wait=lambda: self.console.print("waiting for another run")):
             try:
                 ctx = evaluator.context(executor)
-                state = read_inputs(ctx, RunState())
+                state = read_inputs(ctx, RunState())  # prompt-file warnings reach the terminal
                 if needs_after and cfg.models[0].bft is not None:
                     state = finetune(ctx, state)
                 stages = plan_stages(cfg, ctx.hasher, state.fine_tuned)
-                return self._loop(ctx, state, stages, sets_needed)
+                # the stages' own progress lines (backend choice, per-stage bars) would repeat at
+                # every chunk: the audit prints one line per chunk instead
+                quiet = dataclasses.replace(ctx, console=Console(stderr=True, quiet=True))
+                return self._loop(quiet, state, stages, sets_needed)
             finally:
                 executor.close()
 
