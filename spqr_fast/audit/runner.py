@@ -21,7 +21,8 @@ from .criteria import Criterion
 from .sequence import BettingConfidenceSequence
 
 FIRST_CHUNK = 6  # harmful prompts in the first chunk: the timing the rest is planned from
-CHUNKS_PER_BUDGET = 20  # later chunks aim at this fraction of the whole budget
+CHUNKS_PER_BUDGET = 20  # later chunks of a time budget aim at this fraction of it (each chunk loads the stages)
+IMAGE_CHUNKS_PER_BUDGET = 40  # an image budget is not spent by loading: finer chunks stop sooner
 
 
 @dataclass
@@ -205,7 +206,7 @@ class Auditor:
         req = self.req
         if req.images is not None:
             affordable = int((req.images - images_used) // images_per_lead)
-            target = max(1, int(req.images / CHUNKS_PER_BUDGET // images_per_lead))
+            target = max(1, int(req.images / IMAGE_CHUNKS_PER_BUDGET // images_per_lead))
         else:
             assert req.seconds is not None
             remaining = req.seconds - self.elapsed()
