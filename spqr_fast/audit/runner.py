@@ -98,11 +98,11 @@ class Auditor:
         return time.monotonic() - self.started
 
     def run(self) -> AuditOutcome:
+        from ..context import RunState
         from ..distributed.local_executor import LocalExecutor
         from ..evaluate import Evaluator
         from ..pipeline import finetune, read_inputs
         from ..plan import plan_stages
-        from ..context import RunState
         from ..store import file_lock
 
         req = self.req
