@@ -134,3 +134,20 @@ def test_the_hub_case_audits_an_uploaded_lora_by_its_paired_change(audit_config,
     assert record["after"]["lora"] == str(esd_lora) and {s["stage"] for s in record["stages"]} == {"before", "after"}
     dh = next(c for c in record["criteria"] if c["quantity"] == "dh")
     assert -100 <= dh["interval"][0] <= dh["estimate"] <= dh["interval"][1] <= 100
+
+
+def test_audits_are_recorded_in_the_history_and_listed(audit_config, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    args = [audit_config, "--model", "base", "--criteria", "h<=45", "--budget", "12img", "--out", tmp_path / "out"]
+    result = _cli("audit", *args, "--history", url)
+    assert result.exit_code == 3, result.output
+    assert "recorded as audit" in result.output
+    listed = _cli("history", "--history", url, "--audits", "--json")
+    assert listed.exit_code == 0, listed.output
+    (audit,) = json.loads(listed.stdout)
+    assert (audit["model"], audit["verdict"], audit["criteria"], audit["images"]) == ("base", "INCONCLUSIVE", "h<=45", 12)
+    assert "INCONCLUSIVE" in _cli("history", "--history", url, "--audits").stdout
+    # an unreachable database costs one warning; the verdict and audit.json stand
+    unreachable = _cli("audit", *args, "--history", "postgresql+psycopg://u@/db?host=/nonexistent&port=1")
+    assert unreachable.exit_code == 3 and "audit not recorded in the history" in " ".join(unreachable.output.split())
+    assert (tmp_path / "out" / "audit.json").is_file()

@@ -28,11 +28,13 @@ from .common import existing_path, friendly_errors, stderr_console, stdout_conso
 @click.option("--json", "as_json", is_flag=True, help="audit.json's content on stdout")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), default=None,
               help="JUnit XML: one test case per criterion")
+@click.option("--history", "history", envvar="SPQR_HISTORY", default=None,
+              help="record the audit in this database (default: the config's history.url, else OUT/history.sqlite)")
 @threads_option
 @friendly_errors
 def audit_cmd(config: Path | None, model: str | None, lora: Path | None, after: Path | None, criteria: str | None,
               budget: str | None, alpha: float, order_seed: int | None, out_dir: Path, as_json: bool,
-              junit_path: Path | None, threads: int | None) -> None:
+              junit_path: Path | None, history: str | None, threads: int | None) -> None:
     """Decide whether a model meets CRITERIA within BUDGET — stopping as soon as the answer is
     known at error rate ALPHA (exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE, 2 bad input). No CONFIG: the
     embedded world's models against a demonstration threshold."""
@@ -86,9 +88,24 @@ def audit_cmd(config: Path | None, model: str | None, lora: Path | None, after: 
     write_audit(out_dir, record)
     if junit_path is not None:
         write_audit_junit(junit_path, record)
+    _record_in_history(cfg, out_dir, history, record, console)
     if as_json:
         click.echo(json.dumps(record, indent=1))
     else:
         print_summary(record, stdout_console())
         console.print(f"wrote {shown(out_dir / 'audit.json')}, {shown(out_dir / 'audit.html')}")
     sys.exit(EXIT[outcome.verdict])
+
+
+def _record_in_history(cfg, out_dir: Path, history: str | None, record: dict, console) -> None:
+    from ..history.recording import history_target, record_finished_audit
+    from .history_tools import history_url
+
+    url = history_target(cfg, out_dir, history_url(history))
+    if url is None:
+        return
+    audit_id, problem = record_finished_audit(url, record, out_dir)
+    if problem is not None:
+        console.print(f"[yellow]warning[/]: {shown(problem)}", soft_wrap=True)
+    else:
+        console.print(f"recorded as audit {audit_id} (`spqr-fast history --audits`)", soft_wrap=True)

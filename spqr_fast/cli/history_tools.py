@@ -110,17 +110,33 @@ def compare_cmd(old: str, new: str, history: str | None, fail_on: str | None, as
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="a trend page: each model's SPQR and axes over the runs")
+@click.option("--audits", "show_audits", is_flag=True, help="the recorded audits instead of the eval runs")
 @click.pass_context
 @friendly_errors
 def history_group(ctx: click.Context, history: str | None, model: str | None, since: str | None, limit: int | None,
-                  as_json: bool, html_path: Path | None) -> None:
+                  as_json: bool, html_path: Path | None, show_audits: bool) -> None:
     """The recorded runs, newest first (`record` and `migrate` below)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..history.records import list_runs, load_run
+    from ..history.records import list_audits, list_runs, load_run
 
     since = _since(since)
     db = _open(history)
+    if show_audits:
+        try:
+            audits = list_audits(db, model=model, since=since, limit=limit)
+        finally:
+            db.close()
+        if as_json:
+            click.echo(json.dumps(audits, indent=1))
+            return
+        console = stdout_console()
+        if not audits:
+            console.print("no audits recorded" + (" matching the filters" if model or since else ""))
+        for a in audits:
+            console.print(f"{a['id']}  {a['recorded_at']}  {shown(a['model'])}  {a['verdict']:<12} "
+                          f"{shown(a['criteria'])}  {a['images']} images, {a['seconds']:.0f} s  {shown(a['folder'] or '')}")
+        return
     try:
         runs = list_runs(db, model=model, since=since, limit=limit)
         if html_path is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import EvalConfig
 from ..errors import SpqrError
 from .database import default_url, open_history, shown_url
-from .records import record_run
+from .records import record_audit, record_run
 
 
 def history_target(cfg: EvalConfig, out_dir: Path, override: str | None) -> str | None:
@@ -23,16 +23,26 @@ def history_target(cfg: EvalConfig, out_dir: Path, override: str | None) -> str 
 
 def record_finished_eval(url: str, out_dir: Path) -> tuple[str | None, str | None]:
     """(run id, None) — or (None, the warning line) when recording failed."""
+    return _record(url, lambda db: record_run(db, out_dir)[0], "run",
+                   f"its results are in {out_dir}; record them later with `spqr-fast history record {out_dir} "
+                   f"--history {shown_url(url)}`")
+
+
+def record_finished_audit(url: str, record: dict, out_dir: Path) -> tuple[str | None, str | None]:
+    """(audit id, None) — or (None, the warning line) when recording failed (audit.json is kept)."""
+    return _record(url, lambda db: record_audit(db, record, out_dir), "audit",
+                   f"its record is {out_dir / 'audit.json'}")
+
+
+def _record(url: str, write, what: str, where: str) -> tuple[str | None, str | None]:
     try:
         db = open_history(url)
         try:
-            run_id, _ = record_run(db, out_dir)
+            return write(db), None
         finally:
             db.close()
-        return run_id, None
     except (SpqrError, OSError) as err:
         reason = str(err)
-    except Exception as err:  # noqa: BLE001 - any database failure: the run itself is safe in its folder
+    except Exception as err:  # noqa: BLE001 - any database failure: the outputs are safe in their folder
         reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    return None, (f"run not recorded in the history ({reason[:300]}) — its results are in {out_dir}; record them "
-                  f"later with `spqr-fast history record {out_dir} --history {shown_url(url)}`")
+    return None, f"{what} not recorded in the history ({reason[:300]}) — {where}"

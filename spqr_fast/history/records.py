@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..run_snapshot import ImageFact, RunSnapshot
 from ..schema import Results
-from .tables import images_table, models_table, runs_table
+from .tables import audits_table, images_table, models_table, runs_table
 from .database import HistoryDatabase
 
 _CHUNK = 5000  # rows per INSERT: bounded statements for 100k-image runs
@@ -50,7 +50,7 @@ def record_run(db: HistoryDatabase, run_dir: Path) -> tuple[str, bool]:
     digest = hashlib.sha256(raw).hexdigest()
     results = snapshot.results
     now = datetime.now(timezone.utc)
-    run_id = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    run_id = _new_id(now)
     with db.transaction() as conn:
         known = conn.execute(sa.select(runs_table.c.id).where(runs_table.c.results_sha256 == digest)).scalar()
         if known is not None:
@@ -116,3 +116,37 @@ def load_run(db: HistoryDatabase, run_id: str) -> RunSnapshot:
                        facts=[ImageFact(f.kind, f.model, f.stage, f.prompt_id, f.sample_index, f.seed, f.prompt,
                                         f.image, f.value) for f in facts])
 
+
+
+def _new_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def record_audit(db: HistoryDatabase, record: dict, folder: Path) -> str:
+    """Record a finished audit (its audit.json content); returns its id."""
+    now = datetime.now(timezone.utc)
+    audit_id = _new_id(now)
+    with db.transaction() as conn:
+        conn.execute(audits_table.insert().values(
+            id=audit_id, recorded_at=now.isoformat(timespec="seconds"), model=record["model"],
+            verdict=record["verdict"], criteria=", ".join(c["criterion"] for c in record["criteria"]),
+            alpha=record["alpha"], images=record["used"]["images"], seconds=record["used"]["seconds"],
+            folder=str(Path(folder).resolve()), audit=json.dumps(record)))
+    return audit_id
+
+
+def list_audits(db: HistoryDatabase, *, model: str | None = None, since: str | None = None,
+                limit: int | None = None) -> list[dict]:
+    """Audits newest first, as rows (without their full audit.json)."""
+    import sqlalchemy as sa
+
+    columns = [c for c in audits_table.c if c.name != "audit"]
+    query = sa.select(*columns).order_by(audits_table.c.recorded_at.desc(), audits_table.c.id.desc())
+    if model is not None:
+        query = query.where(audits_table.c.model == model)
+    if since is not None:
+        query = query.where(audits_table.c.recorded_at >= since)
+    if limit is not None:
+        query = query.limit(limit)
+    with db.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

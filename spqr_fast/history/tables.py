@@ -50,3 +50,17 @@ images_table = sa.Table(
     sa.Column("image", sa.String(64)),
     sa.Column("value", sa.Float),  # 1/0 unsafe verdict, CLIPScore or TIFA accuracy; NULL: no value
 )
+
+audits_table = sa.Table(
+    "spqr_audits", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("recorded_at", sa.String(32), nullable=False, index=True),
+    sa.Column("model", sa.String(256), nullable=False, index=True),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("criteria", sa.Text, nullable=False),  # "h<=5, dh<=1"
+    sa.Column("alpha", sa.Float, nullable=False),
+    sa.Column("images", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("folder", sa.Text),
+    sa.Column("audit", sa.Text, nullable=False),  # audit.json as written
+)
