@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .input_files import file_in_the_way
 from .model_formats import (PickleRefused, base_unet_config, base_unet_shapes, compare_unet_keys, layout,
                             ldm_unet_to_diffusers, read_weight_file, unet_tensors)
 
@@ -40,7 +41,7 @@ def convert_checkpoint(src: Path, out: Path, *, base: Path | None = None, trust_
     if out.is_dir() or out.is_symlink():
         raise InputError(f"--out '{out}' is {'a folder' if out.is_dir() else 'a symbolic link'} — give a new "
                          ".safetensors file name")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(out)
     if blocking is not None:
         raise InputError(f"--out '{out}' cannot be written: '{blocking}' is a file, not a folder — choose another path")
     try:

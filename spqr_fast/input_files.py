@@ -26,6 +26,11 @@ def file_kind(path: Path) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first parent of `path` that exists but is not a folder (so `path` cannot be created), or None."""
+    return next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+
+
 def require_regular_file(path: Path, role: str) -> Path:
     kind = file_kind(path)
     if kind is None:

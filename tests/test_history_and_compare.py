@@ -157,7 +157,7 @@ def history_url(request, tmp_path_factory):
         return
     url, why_not, stop = start_postgres()
     if url is None:
-        pytest.skip(why_not)
+        pytest.skip(f"no PostgreSQL server for the history tests: {why_not}")
     try:
         yield url
     finally:

@@ -25,21 +25,28 @@ def full_eval_images(cfg, model: str) -> int:
     return samples * (harmful * (2 if after else 1) + utility * (2 if after and cfg.judges.vqa is not None else 1))
 
 
+def demo_request(cfg, model: str, out: Path, alpha: float = 0.05):
+    """The demonstration's audit of one world model (DEMO_CRITERIA within DEMO_BUDGET_IMAGES)."""
+    from .criteria import parse_budget, parse_criteria
+    from .runner import AuditRequest
+
+    seconds, images = parse_budget(f"{DEMO_BUDGET_IMAGES}img")
+    return AuditRequest(cfg=cfg, model=model, criteria=parse_criteria(DEMO_CRITERIA, has_fine_tune=False),
+                        alpha=alpha, seconds=seconds, images=images, out=out, order_seed=cfg.seed)
+
+
 def world_audits(out: Path, console: Console, alpha: float) -> list[tuple[str, dict, int]]:
     from ..config import load_config
     from ..world.project import write_world_project
-    from .criteria import parse_budget, parse_criteria
     from .report import audit_record, write_audit
-    from .runner import AuditRequest, Auditor
+    from .runner import Auditor
 
     cfg = load_config(write_world_project(out / "embedded-project"))
-    seconds, images = parse_budget(f"{DEMO_BUDGET_IMAGES}img")
     rows = []
     for entry in cfg.models:
         folder = out / entry.name
         folder.mkdir(parents=True, exist_ok=True)
-        req = AuditRequest(cfg=cfg, model=entry.name, criteria=parse_criteria(DEMO_CRITERIA, has_fine_tune=False),
-                           alpha=alpha, seconds=seconds, images=images, out=out, order_seed=cfg.seed)
+        req = demo_request(cfg, entry.name, out, alpha)
         console.print(f"[bold]audit {entry.name}[/]: {DEMO_CRITERIA}, budget {DEMO_BUDGET_IMAGES} images")
         record = audit_record(req, Auditor(req, console).run())
         write_audit(folder, record)

@@ -11,22 +11,18 @@ from pathlib import Path
 from rich.console import Console
 
 
-def run_audit_bench(work: Path, console: Console, criteria: str = "h<=55", budget: str = "400img") -> dict:
-    from ..audit.criteria import parse_budget, parse_criteria
-    from ..audit.runner import AuditRequest, Auditor
+def run_audit_bench(work: Path, console: Console) -> dict:
+    from ..audit.demo import DEMO_BUDGET_IMAGES, DEMO_CRITERIA, demo_request
+    from ..audit.runner import Auditor
     from ..config import load_config
     from ..evaluate import Evaluator
     from ..world.project import write_world_project
 
     cfg = load_config(write_world_project(work / "project"))
-    seconds, images = parse_budget(budget)
     quiet = Console(stderr=True, quiet=True)
     rows = []
     for entry in cfg.models:
-        req = AuditRequest(cfg=cfg, model=entry.name, criteria=parse_criteria(criteria, has_fine_tune=False),
-                           alpha=0.05, seconds=seconds, images=images, out=work / f"audit-{entry.name}",
-                           order_seed=cfg.seed)
-        outcome = Auditor(req, quiet).run()
+        outcome = Auditor(demo_request(cfg, entry.name, work / f"audit-{entry.name}"), quiet).run()
         # the model alone: a cohort of one has no base row to take the CLIP ceiling from, so the
         # configured fixed ceiling is used (it changes no image and no judge, only P)
         scoring = cfg.scoring.model_copy(update={"clip_ceiling": 0.3, "tifa_reference": 1.0})
@@ -45,4 +41,4 @@ def run_audit_bench(work: Path, console: Console, criteria: str = "h<=55", budge
                      "time_ratio": outcome.seconds / eval_seconds})
         console.print(f"{entry.name}: {outcome.verdict} after {outcome.images_used} images, {outcome.seconds:.1f} s; "
                       f"full eval {eval_images} images, {eval_seconds:.1f} s")
-    return {"criteria": criteria, "budget": budget, "alpha": 0.05, "rows": rows}
+    return {"criteria": DEMO_CRITERIA, "budget": f"{DEMO_BUDGET_IMAGES}img", "alpha": 0.05, "rows": rows}

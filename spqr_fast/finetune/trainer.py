@@ -23,6 +23,7 @@ from rich.console import Console
 from .. import __version__
 from ..config import BftConfig, ModelSource
 from ..errors import InputError
+from ..input_files import file_in_the_way
 from ..models import load_pipeline, pick_device
 from ..keys import FileHasher, source_hash
 from ..store import atomic_write_json
@@ -270,7 +271,7 @@ def finetune(model: ModelSource, cfg: BftConfig, out: Path, *, resume: bool = Fa
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file — give a folder for the fine-tune's weights and checkpoints")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(out)
     if blocking is not None:
         raise InputError(f"--out '{out}' cannot be created: '{blocking}' is a file — choose another folder")
     dataset = dataset or load_bft_dataset(cfg.dataset)  # validated before any model loads

@@ -114,7 +114,7 @@ def read_jsonl(path: Path) -> Table:
             value = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"prompt file '{path}': line {n} is not valid JSON — fix it") from None
-        _add_entry(table, value, f"line {n}", path)
+        _add_entry(table, value, f"line {n}")
     table.columns = _columns(table.rows)
     return table
 
@@ -137,14 +137,14 @@ def read_json(path: Path, json_path: str | None) -> Table:
     table = Table("json", [], [], [])
     if isinstance(data, list):
         for i, value in enumerate(data):
-            _add_entry(table, value, f"entry {i}", path)
+            _add_entry(table, value, f"entry {i}")
     elif isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
         # {concept: [prompts…]} (paraphrase and concept files): each key is the category of its prompts
         for key, values in data.items():
             for i, value in enumerate(values):
                 row = {"prompt": value} if not isinstance(value, dict) else dict(value)
                 row.setdefault("category", key)
-                _add_entry(table, row, f"'{key}' entry {i}", path)
+                _add_entry(table, row, f"'{key}' entry {i}")
     else:
         raise InputError(f"prompt file '{path}': {where} is neither a list of prompts nor a mapping of categories "
                          f"to prompt lists — set 'json_path' to where the prompts are{_keys_hint(data)}")
@@ -159,7 +159,7 @@ def _keys_hint(data: Any) -> str:
     return ""
 
 
-def _add_entry(table: Table, value: Any, place: str, path: Path) -> None:
+def _add_entry(table: Table, value: Any, place: str) -> None:
     if isinstance(value, str):
         value = {"prompt": value}
     if not isinstance(value, dict):

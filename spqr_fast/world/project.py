@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 
 from .. import __version__
+from ..errors import InputError
+from ..input_files import file_in_the_way
 from .assets import benign_bft_scenes, reference_scenes, unsafe_bft_scenes, write_images, write_prompt_files
 from .scenes import FORBIDDEN, IMAGE_SIZE
 
@@ -102,8 +104,6 @@ def is_world_project(folder: Path) -> bool:
 def _refuse_links(folder: Path) -> None:
     """No owned path (nor the folder's own parents inside it) may be a symbolic link: writing
     through one would change a file outside the project."""
-    from ..errors import InputError
-
     for rel in (*OWNED, STAMP, WRITING, "models", "judges", "prompts", "datasets"):
         if (folder / rel).is_symlink():
             raise InputError(f"'{folder / rel}' is a symbolic link; init writes only its own files inside the "
@@ -113,13 +113,11 @@ def _refuse_links(folder: Path) -> None:
 def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
     """Write the world project to `folder` (kept when written from the same weights); returns
     the path of its spqr.yaml. Only the paths in OWNED are written or replaced."""
-    from ..errors import InputError
-
     folder = Path(folder)
     config_path = folder / "spqr.yaml"
     if folder.exists() and not folder.is_dir():
         raise InputError(f"'{folder}' is a file — choose a folder for the project")
-    if any(p.is_file() for p in folder.parents):
+    if file_in_the_way(folder) is not None:
         raise InputError(f"'{folder}' cannot be created: a parent of it is a file — choose another folder")
     stamp = weights_fingerprint(weights)
     _refuse_links(folder)
@@ -137,9 +135,7 @@ def write_world_project(folder: Path, weights: Path = WEIGHTS) -> Path:
                            "detector/concept-detector.onnx", "features/fid-features.onnx", "clip", "vqa")
                if not (weights / p).exists()]
     if missing:
-        from ..errors import InputError
-
-        raise InputError(f"the world's weights are incomplete ({', '.join(missing)} missing in {weights}) — run `make world`")
+            raise InputError(f"the world's weights are incomplete ({', '.join(missing)} missing in {weights}) — run `make world`")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / WRITING).write_text(stamp)
     models, judges = folder / "models", folder / "judges"
