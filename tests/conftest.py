@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,19 @@ import yaml
 from spqr_fast.runtime import prepare_runtime
 
 prepare_runtime()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache_outside_the_checkout(tmp_path_factory) -> Iterator[None]:
+    """Anything a test leaves to the default engine cache goes to one folder of this session, not
+    the repository's engines/cache: a later tier (the Docker image test's host eval) must not find
+    exports an earlier one built."""
+    if "SPQR_ENGINE_CACHE" in os.environ:
+        yield
+        return
+    os.environ["SPQR_ENGINE_CACHE"] = str(tmp_path_factory.mktemp("default-engine-cache"))
+    yield
+    os.environ.pop("SPQR_ENGINE_CACHE", None)
 
 
 @pytest.fixture(scope="session")
