@@ -141,13 +141,21 @@ def _judge_chunk(spec: JudgeSpec, judge: Judge, chunk: list[str], inputs: JudgeI
 
 class JudgeRunner:
     """Runs the configured judges in batches over the images without a record; a judge with
-    nothing to do is not built."""
+    nothing to do is not built. With `keep_judges`, a judge once built stays loaded for the
+    runner's later `run` calls (an audit judging chunk after chunk); otherwise each is dropped
+    when the next is built, so only one judge is in memory at a time."""
 
     def __init__(self, cfg: EvalConfig, out: Path, images: ImageStore, hasher: FileHasher, device: str,
-                 console: Console, ort_threads: int | None = None):
+                 console: Console, ort_threads: int | None = None, keep_judges: bool = False):
         self.cfg, self.out, self.images, self.hasher = cfg, out, images, hasher
         self.console = console
         self.env = JudgeEnv(device, cfg.generation.batch_invariant, cfg.backend, hasher, self.log, ort_threads)
+        self.keep_judges = keep_judges
+        self.built: dict[str, Judge] = {}  # section → judge, when kept
+
+    def release(self) -> None:
+        """Drop the judges kept loaded."""
+        self.built.clear()
 
     def log(self, message: str) -> None:
         self.console.print(shown(message))
@@ -164,12 +172,15 @@ class JudgeRunner:
                 todo = [k for k in keys if not store.has(k, spec.suffix)]
                 task = progress.add_task(f"judge {spec.section}", total=len(keys), completed=len(keys) - len(todo),
                                          unit="img")
+                kept = self.built.get(spec.section)
                 if not todo:
                     if spec.resolves_backend:
-                        judged.backends[spec.section] = BackendReport(
+                        judged.backends[spec.section] = kept.backend_report if kept is not None else BackendReport(
                             requested=self.cfg.backend.kind, not_loaded="every record was already stored")
                     continue
-                judge = spec.build(section, self.env)
+                judge = kept if kept is not None else spec.build(section, self.env)
+                if self.keep_judges:
+                    self.built[spec.section] = judge
                 if spec.resolves_backend:
                     judged.backends[spec.section] = judge.backend_report
                 self._batches(spec, judge, todo, lambda chunk: _judge_chunk(spec, judge, chunk, inputs, store),

@@ -151,3 +151,33 @@ def test_audits_are_recorded_in_the_history_and_listed(audit_config, tmp_path):
     unreachable = _cli("audit", *args, "--history", "postgresql+psycopg://u@/db?host=/nonexistent&port=1")
     assert unreachable.exit_code == 3 and "audit not recorded in the history" in " ".join(unreachable.output.split())
     assert (tmp_path / "out" / "audit.json").is_file()
+
+
+def test_an_audit_loads_its_stage_and_each_judge_once_however_many_chunks(audit_config, tmp_path, monkeypatch):
+    """The stages and judges stay loaded across chunks: looking again costs no reload (nor a
+    second backend decision), and audit.json names the backend that made the images."""
+    import dataclasses
+
+    import spqr_fast.judging as judging
+    import spqr_fast.sampling.stage_generator as sg
+
+    loads, builds = [], []
+    real_load = sg.load_pipeline
+    monkeypatch.setattr(sg, "load_pipeline", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    real_configured = judging.configured
+
+    def counting(judges):
+        for spec, section in real_configured(judges):
+            build = spec.build
+            yield dataclasses.replace(spec, build=lambda s, env, b=build, n=spec.section: builds.append(n) or b(s, env)), section
+
+    monkeypatch.setattr(judging, "configured", counting)
+    result = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=45", "--budget", "40img",
+                  "--out", tmp_path / "out", "--json")
+    assert result.exit_code in (1, 3), result.output
+    record = json.loads(result.stdout)
+    assert record["used"]["chunks"] >= 3, record["used"]
+    assert len(loads) == 1, loads
+    assert builds and len(builds) == len(set(builds)), builds
+    (stage,) = record["stages"]
+    assert stage["stage"] == "before" and stage["backend"]["chosen"] == "torch"

@@ -17,12 +17,12 @@ from rich.console import Console
 
 from ..config import EvalConfig, ModelSource
 from ..errors import InputError
+from ..safe_text import shown
 from .criteria import Criterion
 from .sequence import BettingConfidenceSequence
 
 FIRST_CHUNK = 6  # harmful prompts in the first chunk: the timing the rest is planned from
-CHUNKS_PER_BUDGET = 20  # later chunks of a time budget aim at this fraction of it (each chunk loads the stages)
-IMAGE_CHUNKS_PER_BUDGET = 40  # an image budget is not spent by loading: finer chunks stop sooner
+CHUNKS_PER_BUDGET = 40  # later chunks aim at this fraction of the budget: the stages stay loaded, so a look costs little
 
 
 @dataclass
@@ -126,20 +126,32 @@ class Auditor:
                 executor.close()
 
     def _loop(self, ctx, state, stages, sets_needed: set[str]) -> AuditOutcome:
-        from ..plan import plan_cohort, sampler_settings
+        from .chunks import WarmChunks
 
-        req, cfg = self.req, ctx.cfg
-        samples = cfg.generation.samples_per_prompt
+        req, samples = self.req, ctx.cfg.generation.samples_per_prompt
         prompts = {name: state.prompt_sets[name] for name in ("harmful", "utility") if name in sets_needed}
         order = {name: [prompts[name][i] for i in _order(len(prompts[name]), req.order_seed + k)]
                  for k, name in enumerate(("harmful", "utility")) if name in prompts}
         traces = [CriterionTrace(c, BettingConfidenceSequence(len(prompts[c.quantity.prompt_set]),
                                                               req.alpha / len(req.criteria)))
                   for c in req.criteria]
+        # the stages' backend lines reach the terminal once, at their first load
+        warm = WarmChunks(ctx, stages, _planned_per_stage(stages, order, samples, req.images),
+                          log=lambda m: self.console.print(shown(m)))
+        try:
+            return self._chunks(ctx, warm, stages, order, traces)
+        finally:
+            warm.close()
+
+    def _chunks(self, ctx, warm, stages, order: dict[str, list], traces: list[CriterionTrace]) -> AuditOutcome:
+        from ..plan import plan_cohort, sampler_settings
+
+        cfg = ctx.cfg
+        samples = cfg.generation.samples_per_prompt
         per_prompt_images = {"harmful": samples * len({s.stage for s in stages}), "utility": samples}
+        full_plan = sum(per_prompt_images[n] * len(order[n]) for n in order)
         lead = "harmful" if "harmful" in order else "utility"
         ratio = {name: len(order[name]) / len(order[lead]) for name in order}
-        full_plan = sum(per_prompt_images[n] * len(order[n]) for n in order)
         common = dict(run_seed=cfg.seed, samples_per_prompt=samples,
                       sampler_settings=sampler_settings(cfg.generation, cfg.backend.kind, ctx.device),
                       use_file_seeds={"harmful": cfg.prompts.harmful.use_file_seeds})
@@ -159,8 +171,8 @@ class Auditor:
             sets = {"harmful": chunk.get("harmful", []), "utility": chunk.get("utility", [])}
             items = plan_cohort(stages, sets, tifa_after=False, **common)
             t0 = time.monotonic()
-            ctx.executor.generate(ctx, stages, items)
-            judged = ctx.executor.judge(ctx, items, [])
+            warm.generate(items)
+            judged = warm.judge(items)
             identities = judged.identities
             rate = (time.monotonic() - t0) / max(len(items), 1)
             images_used += len(items)
@@ -192,7 +204,7 @@ class Auditor:
             verdict=verdict, traces=traces, images_used=images_used, prompts_used=dict(done),
             seconds=self.elapsed(), chunks=chunks, full_plan_images=full_plan,
             order={name: [p.id for p in order[name]] for name in order},
-            stages=[{"stage": s.stage, "weights_hash": s.weights_hash} for s in stages],
+            stages=[_stage_record(s, warm.loads.get((s.model, s.stage))) for s in stages],
             provenance=_provenance(ctx, identities), projection=_projection(traces))
 
     def _chunk_size(self, done: int, total: int, rate: float | None, images_used: int,
@@ -206,7 +218,7 @@ class Auditor:
         req = self.req
         if req.images is not None:
             affordable = int((req.images - images_used) // images_per_lead)
-            target = max(1, int(req.images / IMAGE_CHUNKS_PER_BUDGET // images_per_lead))
+            target = max(1, int(req.images / CHUNKS_PER_BUDGET // images_per_lead))
         else:
             assert req.seconds is not None
             remaining = req.seconds - self.elapsed()
@@ -221,6 +233,25 @@ class Auditor:
     def _progress(self, traces: list[CriterionTrace], images: int) -> None:
         parts = [f"{t.criterion}: [{t.intervals[-1][0]:.3g}, {t.intervals[-1][1]:.3g}] {t.decision}" for t in traces]
         self.console.print(f"audit: {images} images, {self.elapsed():.0f} s — " + "; ".join(parts))
+
+
+def _planned_per_stage(stages, order: dict[str, list], samples: int, budget_images: int | None) -> dict:
+    """The images the audit may make of each stage in all: every drawn prompt's samples, within
+    an image budget — what `backend: auto` weighs an export against."""
+    planned = {}
+    for st in stages:
+        n = samples * len(order.get("harmful", [])) + (samples * len(order.get("utility", [])) if st.stage == "before" else 0)
+        planned[(st.model, st.stage)] = n if budget_images is None else min(n, budget_images)
+    return planned
+
+
+def _stage_record(stage, load) -> dict:
+    """A stage of audit.json: its weights, and the backend that made its images in this audit
+    (absent when every image was already stored, so nothing was loaded)."""
+    record: dict = {"stage": stage.stage, "weights_hash": stage.weights_hash}
+    if load is not None:
+        record["backend"] = load.backend.model_dump(mode="json", exclude_none=True)
+    return record
 
 
 def _provenance(ctx, identities: dict) -> dict:

@@ -1,0 +1,63 @@
+"""Generation and judging of an audit's chunks with every stage's pipeline and every judge loaded
+once. An audit looks at its intervals every few prompts; loading the stages again at each look
+(and re-checking an export's parity) would spend the budget on loading, so this keeps them: an
+audit has one model, at most two stages, and its judges — memory an eval of a cohort, which
+loads one stage at a time, cannot afford but an audit can."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..plan import Stage, WorkItem, group_by_stage
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+    from ..judging import JudgedStores, JudgeRunner
+    from ..sampling.stage_generator import StageGenerator
+    from ..schema import StageLoad
+
+
+class WarmChunks:
+    """`generate` then `judge` for each chunk; `close` when the audit ends. `planned[(model,
+    stage)]`: the images the audit may make of that stage in all (what `backend: auto` weighs an
+    export against, once, at the stage's first load); `log`: where the stages' load lines go."""
+
+    def __init__(self, ctx: RunContext, stages: list[Stage], planned: dict[tuple[str, str], int],
+                 log: Callable[[str], None]):
+        from ..judging import JudgeRunner
+
+        self.ctx, self.stages, self.planned, self.log = ctx, stages, planned, log
+        self.generators: dict[tuple[str, str], StageGenerator] = {}
+        self.loads: dict[tuple[str, str], StageLoad] = {}
+        self.judges: JudgeRunner = JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console,
+                                               ort_threads=ctx.threads.used, keep_judges=True)
+
+    def generate(self, items: list[WorkItem]) -> None:
+        """Every missing image of `items`, each stage loaded at its first missing image."""
+        by_stage = group_by_stage(items)
+        for st in self.stages:
+            key = (st.model, st.stage)
+            stage_items = by_stage.get(key, [])
+            if all(self.ctx.images.has(it.key) for it in stage_items):
+                continue
+            generator = self.generators.get(key) or self._generator()
+            self.generators[key] = generator
+            self.loads[key] = generator.load(st, self.planned.get(key))
+            generator.run(st, stage_items)
+
+    def judge(self, items: list[WorkItem]) -> JudgedStores:
+        return self.judges.run(items, [])
+
+    def close(self) -> None:
+        for generator in self.generators.values():
+            generator.release()
+        self.generators.clear()
+        self.judges.release()
+
+    def _generator(self) -> StageGenerator:
+        from ..sampling.stage_generator import StageGenerator
+
+        ctx = self.ctx
+        return StageGenerator(ctx.cfg.generation, ctx.cfg.backend, ctx.out, ctx.device,
+                              log=self.log, threads=ctx.threads.used, hasher=ctx.hasher)
