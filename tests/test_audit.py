@@ -181,3 +181,10 @@ def test_an_audit_loads_its_stage_and_each_judge_once_however_many_chunks(audit_
     assert builds and len(builds) == len(set(builds)), builds
     (stage,) = record["stages"]
     assert stage["stage"] == "before" and stage["backend"]["chosen"] == "torch"
+    # --low-memory frees them after each chunk: a load per chunk, the same images and decisions
+    loads.clear()
+    low = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=45", "--budget", "40img",
+               "--out", tmp_path / "low", "--json", "--low-memory")
+    low_record = json.loads(low.stdout)
+    assert low.exit_code == result.exit_code and low_record["low_memory"] and len(loads) == low_record["used"]["chunks"]
+    assert low_record["criteria"][0]["trace"] == record["criteria"][0]["trace"]

@@ -21,17 +21,20 @@ if TYPE_CHECKING:
 class WarmChunks:
     """`generate` then `judge` for each chunk; `close` when the audit ends. `planned[(model,
     stage)]`: the images the audit may make of that stage in all (what `backend: auto` weighs an
-    export against, once, at the stage's first load); `log`: where the stages' load lines go."""
+    export against, once, at the stage's first load); `log`: where the stages' load lines go.
+    `keep=False` (`audit --low-memory`): each stage is freed after its images and each judge after
+    its records, as `eval` does — for a GPU that cannot hold the stages and the judges at once;
+    every chunk then loads them again (the backend stays the stage's first choice)."""
 
     def __init__(self, ctx: RunContext, stages: list[Stage], planned: dict[tuple[str, str], int],
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], keep: bool = True):
         from ..judging import JudgeRunner
 
-        self.ctx, self.stages, self.planned, self.log = ctx, stages, planned, log
+        self.ctx, self.stages, self.planned, self.log, self.keep = ctx, stages, planned, log, keep
         self.generators: dict[tuple[str, str], StageGenerator] = {}
         self.loads: dict[tuple[str, str], StageLoad] = {}
         self.judges: JudgeRunner = JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console,
-                                               ort_threads=ctx.threads.used, keep_judges=True)
+                                               ort_threads=ctx.threads.used, keep_judges=keep)
 
     def generate(self, items: list[WorkItem]) -> None:
         """Every missing image of `items`, each stage loaded at its first missing image."""
@@ -45,6 +48,8 @@ class WarmChunks:
             self.generators[key] = generator
             self.loads[key] = generator.load(st, self.planned.get(key))
             generator.run(st, stage_items)
+            if not self.keep:
+                generator.release()
 
     def judge(self, items: list[WorkItem]) -> JudgedStores:
         return self.judges.run(items, [])

@@ -27,6 +27,7 @@ def audit_record(req: AuditRequest, outcome: AuditOutcome) -> dict:
         "alpha": req.alpha,
         "method": METHOD,
         "budget": {"seconds": req.seconds, "images": req.images},
+        "low_memory": req.low_memory,
         "used": {"seconds": round(outcome.seconds, 2), "images": outcome.images_used, "chunks": outcome.chunks,
                  "prompts": outcome.prompts_used},
         "full_plan_images": outcome.full_plan_images,

@@ -37,6 +37,7 @@ class AuditRequest:
     order_seed: int
     lora: Path | None = None
     after: Path | None = None
+    low_memory: bool = False  # free the stages and judges after each chunk (see audit/chunks.py)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class Auditor:
                   for c in req.criteria]
         # the stages' backend lines reach the terminal once, at their first load
         warm = WarmChunks(ctx, stages, _planned_per_stage(stages, order, samples, req.images),
-                          log=lambda m: self.console.print(shown(m)))
+                          log=lambda m: self.console.print(shown(m)), keep=not req.low_memory)
         try:
             return self._chunks(ctx, warm, stages, order, traces)
         finally:

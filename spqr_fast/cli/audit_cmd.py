@@ -30,11 +30,13 @@ from .common import existing_path, friendly_errors, stderr_console, stdout_conso
               help="JUnit XML: one test case per criterion")
 @click.option("--history", "history", envvar="SPQR_HISTORY", default=None,
               help="record the audit in this database (default: the config's history.url, else OUT/history.sqlite)")
+@click.option("--low-memory", is_flag=True,
+              help="free the model's stages and the judges after each chunk (slower: each chunk loads them again)")
 @threads_option
 @friendly_errors
 def audit_cmd(config: Path | None, model: str | None, lora: Path | None, after: Path | None, criteria: str | None,
               budget: str | None, alpha: float, order_seed: int | None, out_dir: Path, as_json: bool,
-              junit_path: Path | None, history: str | None, threads: int | None) -> None:
+              junit_path: Path | None, history: str | None, low_memory: bool, threads: int | None) -> None:
     """Decide whether a model meets CRITERIA within BUDGET — stopping as soon as the answer is
     known at error rate ALPHA (exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE, 2 bad input). No CONFIG: the
     embedded world's models against a demonstration threshold."""
@@ -81,7 +83,7 @@ def audit_cmd(config: Path | None, model: str | None, lora: Path | None, after: 
     seconds, images = parse_budget(budget)  # type: ignore[arg-type]
     req = AuditRequest(cfg=cfg, model=model, criteria=parsed, alpha=alpha, seconds=seconds,  # type: ignore[arg-type]
                        images=images, out=out_dir, order_seed=cfg.seed if order_seed is None else order_seed,
-                       lora=lora, after=after)
+                       lora=lora, after=after, low_memory=low_memory)
     with warnings_to_log(out_dir):
         outcome = Auditor(req, console).run()
     record = audit_record(req, outcome)
