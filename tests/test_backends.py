@@ -199,6 +199,13 @@ def test_build_decision_arithmetic(tmp_path):
     assert d.build and "exporting unet" in d.reason() and "100 images" in d.reason()
     assert not decide("ort-cpu", images=2, steps=3, parity_steps=3, step_seconds=2.0,
                       components={"unet": 860_000_000}, cache_root=tmp_path).build
+    # a wall-clock limit caps the images counted at what eager torch makes in it (an audit's budget)
+    capped = decide("ort-cpu", images=100, steps=50, parity_steps=3, step_seconds=2.0,
+                    components={"unet": 860_000_000}, cache_root=tmp_path, within_seconds=200.0)
+    assert capped.images == 2 and not capped.build and "all that 200 s allows" in capped.reason()
+    roomy = decide("ort-cpu", images=100, steps=50, parity_steps=3, step_seconds=2.0,
+                   components={"unet": 860_000_000}, cache_root=tmp_path, within_seconds=1e6)
+    assert roomy.images == 100 and roomy.build and roomy.within_seconds is None
     part = tmp_path / "onnx-part" / "k"  # earlier exports on this machine replace the reference rate
     part.mkdir(parents=True)
     (part / "manifest.json").write_text(json.dumps({"parameters": 100_000_000, "build_seconds": 23.0}))

@@ -22,15 +22,17 @@ class WarmChunks:
     """`generate` then `judge` for each chunk; `close` when the audit ends. `planned[(model,
     stage)]`: the images the audit may make of that stage in all (what `backend: auto` weighs an
     export against, once, at the stage's first load); `log`: where the stages' load lines go.
-    `keep=False` (`audit --low-memory`): each stage is freed after its images and each judge after
+    `seconds_left()`: the time budget's remainder (None: an image budget), which caps the images
+    an export is weighed against. `keep=False` (`audit --low-memory`): each stage is freed after its images and each judge after
     its records, as `eval` does — for a GPU that cannot hold the stages and the judges at once;
     every chunk then loads them again (the backend stays the stage's first choice)."""
 
     def __init__(self, ctx: RunContext, stages: list[Stage], planned: dict[tuple[str, str], int],
-                 log: Callable[[str], None], keep: bool = True):
+                 log: Callable[[str], None], seconds_left: Callable[[], float | None], keep: bool = True):
         from ..judging import JudgeRunner
 
         self.ctx, self.stages, self.planned, self.log, self.keep = ctx, stages, planned, log, keep
+        self.seconds_left = seconds_left
         self.generators: dict[tuple[str, str], StageGenerator] = {}
         self.loads: dict[tuple[str, str], StageLoad] = {}
         self.judges: JudgeRunner = JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console,
@@ -46,7 +48,7 @@ class WarmChunks:
                 continue
             generator = self.generators.get(key) or self._generator()
             self.generators[key] = generator
-            self.loads[key] = generator.load(st, self.planned.get(key))
+            self.loads[key] = generator.load(st, self.planned.get(key), within_seconds=self.seconds_left())
             generator.run(st, stage_items)
             if not self.keep:
                 generator.release()

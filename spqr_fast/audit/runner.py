@@ -98,6 +98,9 @@ class Auditor:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def _seconds_left(self) -> float | None:
+        return None if self.req.seconds is None else max(0.0, self.req.seconds - self.elapsed())
+
     def run(self) -> AuditOutcome:
         from ..context import RunState
         from ..distributed.local_executor import LocalExecutor
@@ -138,7 +141,8 @@ class Auditor:
                   for c in req.criteria]
         # the stages' backend lines reach the terminal once, at their first load
         warm = WarmChunks(ctx, stages, _planned_per_stage(stages, order, samples, req.images),
-                          log=lambda m: self.console.print(shown(m)), keep=not req.low_memory)
+                          log=lambda m: self.console.print(shown(m)), seconds_left=self._seconds_left,
+                          keep=not req.low_memory)
         try:
             return self._chunks(ctx, warm, stages, order, traces)
         finally:

@@ -7,6 +7,10 @@ that time. So before exporting, `auto` weighs the export against what it would s
     saved  = images × steps × t_step × (1 − 1 / speedup)
     cost   = export seconds of the components not yet in the cache + the parity check
 
+Under a wall-clock limit (an audit's time budget), `images` is at most what eager torch makes
+in that time: past it, the export pays only if the limit minus the export, at the faster rate,
+makes more images than the whole limit at the eager rate — the same inequality.
+
 `t_step` is one timed eager UNet call (the classifier-free-guidance pair) on the planned shape;
 the export seconds come from earlier exports recorded in the artefact cache on this machine
 (seconds per parameter), else from the figure measured on the 2-core reference box
@@ -42,12 +46,14 @@ class BuildDecision:
     saved_seconds: float
     speedup: float
     components: dict[str, int]  # component → parameters still to export
+    within_seconds: float | None = None  # the wall-clock limit the images were capped by, if it bound
 
     def reason(self) -> str:
         what = ", ".join(self.components) or "nothing"
         verb = "saves" if self.build else "would save only"
+        within = f", all that {self.within_seconds:,.0f} s allows" if self.within_seconds is not None else ""
         return (f"exporting {what} (≈ {self.build_seconds:,.0f} s) {verb} ≈ {self.saved_seconds:,.0f} s on "
-                f"{self.images} images (UNet step {self.step_seconds:.3g} s, assumed ×{self.speedup:g})")
+                f"{self.images} images{within} (UNet step {self.step_seconds:.3g} s, assumed ×{self.speedup:g})")
 
     def as_dict(self) -> dict:
         return {**asdict(self), "reason": self.reason()}
@@ -102,11 +108,17 @@ def time_unet_step(pipe, height: int, width: int, repeats: int = 2) -> float:
 
 
 def decide(candidate: str, *, images: int, steps: int, parity_steps: int, step_seconds: float,
-           components: dict[str, int], cache_root: Path) -> BuildDecision:
-    """Build when the time saved on the planned images exceeds the export and parity check."""
+           components: dict[str, int], cache_root: Path, within_seconds: float | None = None) -> BuildDecision:
+    """Build when the time saved on the planned images — no more than eager torch makes in
+    `within_seconds`, when given — exceeds the export and parity check."""
     speedup = ASSUMED_SPEEDUP.get(candidate, 1.2)
     cost = export_seconds(components, cache_root) + 2 * parity_steps * step_seconds
+    bound = None
+    if within_seconds is not None:
+        eager_images = int(max(within_seconds, 0.0) / (steps * step_seconds))
+        if eager_images < images:
+            images, bound = eager_images, round(within_seconds, 1)
     saved = images * steps * step_seconds * (1 - 1 / speedup)
     return BuildDecision(build=saved > cost, candidate=candidate, images=images, step_seconds=step_seconds,
                          build_seconds=round(cost, 1), saved_seconds=round(saved, 1), speedup=speedup,
-                         components=components)
+                         components=components, within_seconds=bound)

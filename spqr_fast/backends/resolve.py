@@ -93,10 +93,12 @@ class BackendResolver:
         return TrtComponents(info, engines)
 
     def resolve(self, src: ModelSource, torch_pipe, *, height: int, width: int, label: str = "",
-                planned: tuple[int, int] | None = None, earlier: str | None = None):
+                planned: tuple[int, int] | None = None, earlier: str | None = None,
+                within_seconds: float | None = None):
         """(components, report) for generating with `src`; `torch_pipe` is the reference.
         `planned` = (images the stage needs, steps per image): with `backend: auto`, an
-        accelerated backend whose export would cost more than it saves on them is not built.
+        accelerated backend whose export would cost more than it saves on them (within
+        `within_seconds` of wall clock, when a budget limits the run) is not built.
         `earlier` is the backend an interrupted run chose for this stage: it is tried first, so
         a resumed stage's images all come from one backend."""
         reference = TorchComponents(torch_pipe)
@@ -126,7 +128,8 @@ class BackendResolver:
                     step_seconds = step_seconds or time_unet_step(torch_pipe, height, width)
                     decision = decide(candidate, images=planned[0], steps=planned[1],
                                       parity_steps=self.cfg.parity_steps, step_seconds=step_seconds,
-                                      components=missing, cache_root=self.cache.root)
+                                      components=missing, cache_root=self.cache.root,
+                                      within_seconds=within_seconds)
                     report.build_decisions = [*(report.build_decisions or []), decision.as_dict()]
                     if not decision.build:
                         self._skip(report, label, candidate, f"not worth building: {decision.reason()}", per_model=True)

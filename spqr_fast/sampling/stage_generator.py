@@ -46,9 +46,10 @@ class StageGenerator:
         self._loaded = None
         self.resolver.release()
 
-    def load(self, stage, images: int | None = None) -> StageLoad:
+    def load(self, stage, images: int | None = None, within_seconds: float | None = None) -> StageLoad:
         """Load `stage` (a plan Stage) unless it is the one already loaded; returns its load report.
-        `images` (still to generate) lets `backend: auto` weigh an export against its saving."""
+        `images` (still to generate) lets `backend: auto` weigh an export against its saving;
+        `within_seconds`, the wall clock left to a budgeted run, caps the images that saving counts."""
         if self._loaded is not None and self._loaded[0] == stage.weights_hash:
             return self._loaded[2]
         self.release()  # free the previous model (and its sessions) before loading the next
@@ -58,7 +59,8 @@ class StageGenerator:
         components, backend = self.resolver.resolve(stage.source, pipe, height=g.height, width=g.width,
                                                     label=f"{stage.model} [{stage.stage} BFT]",
                                                     planned=None if images is None else (images, g.steps),
-                                                    earlier=self._choices().get(choice_key))
+                                                    earlier=self._choices().get(choice_key),
+                                                    within_seconds=within_seconds)
         assert backend.chosen is not None
         self._record_choice(choice_key, backend.chosen)
         sampler = DiffusionSampler(components, steps=g.steps, height=g.height, width=g.width,
