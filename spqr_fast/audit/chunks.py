@@ -6,6 +6,7 @@ loads one stage at a time, cannot afford but an audit can."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,9 +39,12 @@ class WarmChunks:
         self.judges: JudgeRunner = JudgeRunner(ctx.cfg, ctx.out, ctx.images, ctx.hasher, ctx.device, ctx.console,
                                                ort_threads=ctx.threads.used, keep_judges=keep)
 
-    def generate(self, items: list[WorkItem]) -> None:
-        """Every missing image of `items`, each stage loaded at its first missing image."""
+    def generate(self, items: list[WorkItem]) -> float:
+        """Every missing image of `items`, each stage loaded at its first missing image. Returns
+        the seconds spent on loads that later chunks will not repeat (0 when not kept), so the
+        audit's rate per image — what it plans the next chunks from — leaves them out."""
         by_stage = group_by_stage(items)
+        once = 0.0
         for st in self.stages:
             key = (st.model, st.stage)
             stage_items = by_stage.get(key, [])
@@ -48,10 +52,13 @@ class WarmChunks:
                 continue
             generator = self.generators.get(key) or self._generator()
             self.generators[key] = generator
+            started = time.monotonic()
             self.loads[key] = generator.load(st, self.planned.get(key), within_seconds=self.seconds_left())
+            once += time.monotonic() - started if self.keep else 0.0
             generator.run(st, stage_items)
             if not self.keep:
                 generator.release()
+        return once
 
     def judge(self, items: list[WorkItem]) -> JudgedStores:
         return self.judges.run(items, [])

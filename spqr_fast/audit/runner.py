@@ -176,10 +176,10 @@ class Auditor:
             sets = {"harmful": chunk.get("harmful", []), "utility": chunk.get("utility", [])}
             items = plan_cohort(stages, sets, tifa_after=False, **common)
             t0 = time.monotonic()
-            warm.generate(items)
+            loading = warm.generate(items)
             judged = warm.judge(items)
             identities = judged.identities
-            rate = (time.monotonic() - t0) / max(len(items), 1)
+            rate = (time.monotonic() - t0 - loading) / max(len(items), 1)
             images_used += len(items)
             chunks += 1
             values = _per_prompt_values(cfg, items, judged)
