@@ -85,8 +85,10 @@ def test_the_scale_bench_runs_every_phase_at_a_small_size(tmp_path, images):
     (row,) = result["rows"]
     assert row["images"] >= images and row["reference_images"] > 0
     assert set(row["seconds"]) == {"plan", "store images", "hash references", "write records", "measure", "score",
-                                   "report", "cached re-run"}
+                                   "report", "cached re-run", "record in history", "read back from history",
+                                   "compare with itself"}
     assert all(v >= 0 for v in row["seconds"].values()) and row["ms_per_image"] > 0
+    assert row["history_image_rows"] == row["images"] and row["history_bytes"] > 0  # every verdict recorded
     assert row["memo_bytes"] > 0 and row["report_html_bytes"] > 0
 
 

@@ -69,6 +69,9 @@ def _stages():
     return [Stage(name, stage, stable_hash([name, stage], 32)) for name, _ in MODELS for stage in ("before", "after")]
 
 
+_EVAL_PHASES = ("plan", "store images", "hash references", "write records", "measure", "score", "report")
+
+
 class _Phases:
     """Times each phase and the resident memory after it."""
 
@@ -176,14 +179,35 @@ def _one_size(images: int, root: Path, *, n_boot: int, n_boot_fid: int, compare_
         assert not left and not unjudged and reused and again.appended_bytes == 0, "the cached re-run found work to do"
 
     phases.run("cached re-run", cached_rerun)
-    work = sum(v for k, v in phases.seconds.items() if k != "cached re-run")
+    history = _history_phases(phases, out, n_boot)
+    work = sum(v for k, v in phases.seconds.items() if k in _EVAL_PHASES)
     return {"images": len(items), "reference_images": n_refs, "harmful_prompts": len(sets["harmful"]),
             "utility_prompts": len(sets["utility"]), "seconds": phases.seconds, "rss_gib": phases.rss_gib,
             "peak_rss_gib": _peak_gib(), "ms_per_image": round(1000 * work / len(items), 3),
             "score_seconds_blas_default": blas_default, "memo_bytes": (out / MEMO).stat().st_size,
             "per_image_jsonl_bytes": (out / "per_image.jsonl").stat().st_size,
             "report_html_bytes": (out / "report.html").stat().st_size,
-            "files": sum(1 for _ in out.rglob("*") if _.is_file())}
+            "files": sum(1 for _ in out.rglob("*") if _.is_file()), **history}
+
+
+def _history_phases(phases: _Phases, out: Path, n_boot: int) -> dict:
+    """What a nightly job adds at this size: the run recorded in a SQLite history (one row per
+    image verdict), read back, and compared with itself image by image (paired bootstrap)."""
+    from ..compare.comparison import compare_runs
+    from ..compare.rules import DEFAULT_RULES, parse_rules
+    from ..history.database import open_history
+    from ..history.records import load_run, record_run
+
+    db = open_history(f"sqlite:///{out / 'history.sqlite'}")
+    try:
+        run_id, _ = phases.run("record in history", lambda: record_run(db, out))
+        snapshot = phases.run("read back from history", lambda: load_run(db, run_id))
+    finally:
+        db.close()
+    comparison = phases.run("compare with itself", lambda: compare_runs(snapshot, snapshot, parse_rules(DEFAULT_RULES),
+                                                                        n_boot=n_boot))
+    assert not any(m.verdict == "regressed" for m in comparison.models), "a run compared with itself regressed"
+    return {"history_bytes": (out / "history.sqlite").stat().st_size, "history_image_rows": len(snapshot.facts)}
 
 
 def run_scale_bench(sizes: list[int], work_dir: Path, *, n_boot: int = 1000, n_boot_fid: int = 100,
