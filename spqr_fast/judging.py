@@ -6,6 +6,7 @@ an unchanged one is not, and a judge whose records are all stored is never built
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ class JudgeRunner:
         self.env = JudgeEnv(device, cfg.generation.batch_invariant, cfg.backend, hasher, self.log, ort_threads)
         self.keep_judges = keep_judges
         self.built: dict[str, Judge] = {}  # section → judge, when kept
+        self.build_seconds = 0.0  # spent building judges, over every `run`
 
     def release(self) -> None:
         """Drop the judges kept loaded."""
@@ -178,7 +180,12 @@ class JudgeRunner:
                         judged.backends[spec.section] = kept.backend_report if kept is not None else BackendReport(
                             requested=self.cfg.backend.kind, not_loaded="every record was already stored")
                     continue
-                judge = kept if kept is not None else spec.build(section, self.env)
+                if kept is not None:
+                    judge = kept
+                else:
+                    started = time.monotonic()
+                    judge = spec.build(section, self.env)
+                    self.build_seconds += time.monotonic() - started
                 if self.keep_judges:
                     self.built[spec.section] = judge
                 if spec.resolves_backend:

@@ -24,9 +24,10 @@ class WarmChunks:
     stage)]`: the images the audit may make of that stage in all (what `backend: auto` weighs an
     export against, once, at the stage's first load); `log`: where the stages' load lines go.
     `seconds_left()`: the time budget's remainder (None: an image budget), which caps the images
-    an export is weighed against. `keep=False` (`audit --low-memory`): each stage is freed after its images and each judge after
-    its records, as `eval` does — for a GPU that cannot hold the stages and the judges at once;
-    every chunk then loads them again (the backend stays the stage's first choice)."""
+    an export is weighed against. `keep=False` (`audit --low-memory`): each stage is freed after
+    its images and each judge after its records, as `eval` does — for a GPU that cannot hold the
+    stages and the judges at once; every chunk then loads them again (the backend stays the
+    stage's first choice)."""
 
     def __init__(self, ctx: RunContext, stages: list[Stage], planned: dict[tuple[str, str], int],
                  log: Callable[[str], None], seconds_left: Callable[[], float | None], keep: bool = True):
@@ -60,8 +61,12 @@ class WarmChunks:
                 generator.release()
         return once
 
-    def judge(self, items: list[WorkItem]) -> JudgedStores:
-        return self.judges.run(items, [])
+    def judge(self, items: list[WorkItem]) -> tuple[JudgedStores, float]:
+        """The chunk's judge records, and the seconds spent building judges that later chunks
+        will not build again (0 when not kept)."""
+        before = self.judges.build_seconds
+        judged = self.judges.run(items, [])
+        return judged, (self.judges.build_seconds - before) if self.keep else 0.0
 
     def close(self) -> None:
         for generator in self.generators.values():
