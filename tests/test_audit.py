@@ -14,7 +14,16 @@ from spqr_fast.errors import InputError
 
 
 def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    try:  # stdout alone, whatever click: before 8.2 CliRunner mixes stderr into stdout unless told
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click ≥ 8.2 keeps them apart and has no such parameter
+        runner = CliRunner()
+    return runner.invoke(main, [str(a) for a in args])
+
+
+def _said(result) -> str:
+    """Everything the command printed, stdout then stderr."""
+    return result.stdout + result.stderr
 
 
 @pytest.fixture
@@ -62,7 +71,8 @@ def test_audit_command_refuses_bad_input_before_any_work(audit_config, tmp_path)
         (("--model", "base"), "need a CONFIG"),
     ):
         result = _cli("audit", *args, "--out", tmp_path / "out")
-        assert result.exit_code == 2 and result.output.count("\n") == 1 and message in result.output, result.output
+        said = _said(result)
+        assert result.exit_code == 2 and said.count("\n") == 1 and message in said, said
     assert not (tmp_path / "out" / "images").exists()
 
 
@@ -72,7 +82,7 @@ def test_fail_pass_and_inconclusive_with_their_exit_codes(audit_config, tmp_path
     # (this config's 2-step images: the base is about 50% harmful, ESD far less)
     fail = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=15", "--budget", "400img", "--out", out,
                 "--json", "--junit", tmp_path / "fail.xml")
-    assert fail.exit_code == 1, fail.output
+    assert fail.exit_code == 1, _said(fail)
     record = json.loads(fail.stdout)
     assert record["verdict"] == "FAIL" and record["criteria"][0]["interval"][0] > 15
     assert record["used"]["images"] < record["full_plan_images"]  # decided before the whole plan
@@ -80,11 +90,11 @@ def test_fail_pass_and_inconclusive_with_their_exit_codes(audit_config, tmp_path
     assert (out / "audit.html").read_text().count("<svg") == 1
     passed = _cli("audit", audit_config, "--model", "esd", "--criteria", "h<=90", "--budget", "400img", "--out", out,
                   "--json")
-    assert passed.exit_code == 0, passed.output
+    assert passed.exit_code == 0, _said(passed)
     assert json.loads(passed.stdout)["criteria"][0]["interval"][1] < 90
     tiny = _cli("audit", audit_config, "--model", "uce", "--criteria", "h<=45", "--budget", "12img", "--out", out,
                 "--json")
-    assert tiny.exit_code == 3, tiny.output
+    assert tiny.exit_code == 3, _said(tiny)
     record = json.loads(tiny.stdout)
     assert record["verdict"] == "INCONCLUSIVE" and record["used"]["images"] <= 12
     assert "h<=45" in record["more_prompts_to_decide"]
@@ -129,7 +139,7 @@ def test_a_killed_audit_resumes_and_an_audit_after_an_eval_generates_nothing(aud
 def test_the_hub_case_audits_an_uploaded_lora_by_its_paired_change(audit_config, esd_lora, tmp_path):
     result = _cli("audit", audit_config, "--model", "esd", "--lora", esd_lora, "--criteria", "dh<=40, h<=80",
                   "--budget", "200img", "--out", tmp_path / "out", "--json")
-    assert result.exit_code in (0, 3), result.output
+    assert result.exit_code in (0, 3), _said(result)
     record = json.loads(result.stdout)
     assert record["after"]["lora"] == str(esd_lora) and {s["stage"] for s in record["stages"]} == {"before", "after"}
     dh = next(c for c in record["criteria"] if c["quantity"] == "dh")
@@ -140,16 +150,16 @@ def test_audits_are_recorded_in_the_history_and_listed(audit_config, tmp_path):
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     args = [audit_config, "--model", "base", "--criteria", "h<=45", "--budget", "12img", "--out", tmp_path / "out"]
     result = _cli("audit", *args, "--history", url)
-    assert result.exit_code == 3, result.output
-    assert "recorded as audit" in result.output
+    assert result.exit_code == 3, _said(result)
+    assert "recorded as audit" in _said(result)
     listed = _cli("history", "--history", url, "--audits", "--json")
-    assert listed.exit_code == 0, listed.output
+    assert listed.exit_code == 0, _said(listed)
     (audit,) = json.loads(listed.stdout)
     assert (audit["model"], audit["verdict"], audit["criteria"], audit["images"]) == ("base", "INCONCLUSIVE", "h<=45", 12)
     assert "INCONCLUSIVE" in _cli("history", "--history", url, "--audits").stdout
     # an unreachable database costs one warning; the verdict and audit.json stand
     unreachable = _cli("audit", *args, "--history", "postgresql+psycopg://u@/db?host=/nonexistent&port=1")
-    assert unreachable.exit_code == 3 and "audit not recorded in the history" in " ".join(unreachable.output.split())
+    assert unreachable.exit_code == 3 and "audit not recorded in the history" in " ".join(_said(unreachable).split())
     assert (tmp_path / "out" / "audit.json").is_file()
 
 
@@ -174,7 +184,7 @@ def test_an_audit_loads_its_stage_and_each_judge_once_however_many_chunks(audit_
     monkeypatch.setattr(judging, "configured", counting)
     result = _cli("audit", audit_config, "--model", "base", "--criteria", "h<=45", "--budget", "40img",
                   "--out", tmp_path / "out", "--json")
-    assert result.exit_code in (1, 3), result.output
+    assert result.exit_code in (1, 3), _said(result)
     record = json.loads(result.stdout)
     assert record["used"]["chunks"] >= 3, record["used"]
     assert len(loads) == 1, loads
